@@ -1,0 +1,103 @@
+"""Portal: a Flask-Admin portal for fleets of small devices."""
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+from flask import Flask, request
+from sqlalchemy import event
+
+from portal.config import load_config
+from portal.extensions import csrf, db, limiter, login_manager, migrate
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app: settings, extensions, blueprints, the admin and the CLI."""
+    instance_path = (config or {}).get("INSTANCE_PATH")
+    app = Flask(__name__, instance_relative_config=True, instance_path=instance_path)
+    os.makedirs(app.instance_path, exist_ok=True)
+    load_config(app, config)
+    init_extensions(app)
+    register_blueprints(app)
+    from portal.admin import init_admin
+
+    init_admin(app)
+    register_cli(app)
+    register_hooks(app)
+    return app
+
+
+def init_extensions(app: Flask) -> None:
+    from portal import models  # noqa: F401  (registers the tables on db.metadata)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=os.path.join(os.path.dirname(__file__), "..",
+                                                     "migrations"), render_as_batch=True)
+    csrf.init_app(app)
+    limiter.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = None
+    login_manager.session_protection = "basic"
+
+    @login_manager.user_loader
+    def load_user(user_id: str):
+        if not user_id.isdigit():
+            return None
+        user = db.session.get(models.User, int(user_id))
+        return user if user is not None and user.active else None
+
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            event.listen(db.engine, "connect", _sqlite_pragmas(app))
+
+
+def _sqlite_pragmas(app: Flask):
+    busy = int(app.config["SQLITE_BUSY_TIMEOUT_MS"])
+
+    def on_connect(dbapi_connection, _record):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={busy}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    return on_connect
+
+
+def register_blueprints(app: Flask) -> None:
+    from portal.auth import bp as auth_bp
+    from portal.health import bp as health_bp
+
+    app.register_blueprint(auth_bp)
+    app.register_blueprint(health_bp)
+
+
+def register_cli(app: Flask) -> None:
+    from portal.cli import register
+
+    register(app)
+
+
+def register_hooks(app: Flask) -> None:
+    from portal.services import audit
+
+    @app.before_request
+    def _audit_origin():
+        via = "api" if request.path.startswith("/api/") else (
+            "admin" if request.path.startswith("/admin") else "web")
+        audit.set_origin(via, request.remote_addr or "")
+
+    @app.after_request
+    def _security_headers(response):
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        return response
+
+    @app.get("/")
+    def index():
+        from flask import redirect, url_for
+
+        return redirect(url_for("admin.index"))

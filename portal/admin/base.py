@@ -1,0 +1,237 @@
+"""The secured model view every admin view inherits: login, roles, row scope, services."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import abort, flash, redirect, request, url_for
+from flask_admin.contrib.sqla import ModelView
+from flask_admin.contrib.sqla import filters as sqla_filters
+from flask_admin.form import BaseForm
+from flask_admin.model import filters
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from markupsafe import Markup, escape
+from wtforms import TextAreaField, ValidationError
+
+from portal.extensions import db
+from portal.models import Role
+from portal.services import access
+from portal.services.errors import DomainError, NotFound
+
+WRITE_VIEWS = {
+    "create_view": "create",
+    "edit_view": "edit",
+    "delete_view": "delete",
+    "ajax_update": "edit",
+}
+
+
+class CSRFForm(BaseForm):
+    """Flask-Admin's form base with Flask-WTF's CSRF, the same token the rest of the app uses."""
+
+    Meta = FlaskForm.Meta
+
+
+class JSONObjectField(TextAreaField):
+    """A textarea holding a JSON object (``{}`` when left empty)."""
+
+    def _value(self) -> str:
+        if self.raw_data:
+            return self.raw_data[0]
+        return json.dumps(self.data or {}, indent=2) if self.data is not None else "{}"
+
+    def process_formdata(self, valuelist: list[str]) -> None:
+        if not valuelist:
+            return
+        text = valuelist[0].strip()
+        if not text:
+            self.data = {}
+            return
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            self.data = None
+            raise ValueError(f"Not valid JSON: {exc.msg} (line {exc.lineno}).") from None
+        if not isinstance(value, dict):
+            self.data = None
+            raise ValueError('A JSON object is expected, e.g. {"seconds": 30}.')
+        self.data = value
+
+    def pre_validate(self, form) -> None:
+        if self.process_errors:
+            raise ValidationError(self.process_errors[0])
+
+
+def show_token_once(name: str, token: str) -> None:
+    flash(Markup(
+        f"New token for <strong>{escape(name)}</strong> — copy it now, it is shown only once:"
+        f"<br><code class='token-once' data-testid='new-token'>{escape(token)}</code>"
+    ), "warning")
+
+
+class FilterConverter(sqla_filters.FilterConverter):
+    """Flask-Admin's filters, knowing that UTCDateTime columns hold instants."""
+
+    @filters.convert("UTCDateTime")
+    def conv_utc_datetime(self, column, name, **kwargs):
+        return self.conv_datetime(column, name, **kwargs)
+
+
+class SecureModelView(ModelView):
+    """Login required; writes by role; rows limited to the user's reach; changes via services.
+
+    Subclasses set ``device_column`` (the name of the column that ties a row to a device),
+    ``admin_only`` for views only admins may open, and ``writable_by`` for who may write.
+    """
+
+    form_base_class = CSRFForm
+    filter_converter = FilterConverter()
+    fast_mass_delete = False  # deletions go through delete_model, so each is audited
+    admin_only = False
+    writable_by: tuple[Role, ...] = (Role.admin, Role.operator)
+    device_column: str | None = None  # name of the model's column that holds the device id
+    page_size = 50
+    can_view_details = True
+    can_export = True
+    export_types = ["csv"]
+    # Role-dependent permissions; the view's own can_* attributes say what the view supports.
+    supports_create = True
+    supports_edit = True
+    supports_delete = True
+
+    # ---- access ---------------------------------------------------------------------------
+    def is_accessible(self) -> bool:
+        if not current_user.is_authenticated:
+            return False
+        return not self.admin_only or current_user.role is Role.admin
+
+    def is_visible(self) -> bool:
+        return current_user.is_authenticated and self.is_accessible()
+
+    def inaccessible_callback(self, name, **kwargs):
+        if not current_user.is_authenticated:
+            return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+        abort(404)  # out of reach answers 404, not 403
+
+    def _writer(self) -> bool:
+        return current_user.is_authenticated and current_user.role in self.writable_by
+
+    @property
+    def can_create(self) -> bool:
+        return self.supports_create and self._writer()
+
+    @property
+    def can_edit(self) -> bool:
+        return self.supports_edit and self._writer()
+
+    @property
+    def can_delete(self) -> bool:
+        return self.supports_delete and self._writer()
+
+    def _handle_view(self, name, **kwargs):
+        denied = super()._handle_view(name, **kwargs)
+        if denied is not None:
+            return denied
+        if name in WRITE_VIEWS and not getattr(self, "can_" + WRITE_VIEWS[name]):
+            # A reader may see the object but not change it: 403, as in the API.
+            abort(403)
+        if name == "action_view" and request.method == "POST":
+            action = request.form.get("action", "")
+            if not self.is_action_allowed(action):
+                abort(403)
+        return None
+
+    def is_action_allowed(self, name: str) -> bool:
+        if not self._writer():
+            return False
+        return super().is_action_allowed(name)
+
+    # ---- row scope ------------------------------------------------------------------------
+    def scope(self, query):
+        if self.device_column is None or access.sees_all(current_user):
+            return query
+        column = getattr(self.model, self.device_column)
+        return query.filter(column.in_(access.visible_device_ids(current_user)))
+
+    def get_query(self):
+        return self.scope(super().get_query())
+
+    def get_count_query(self):
+        return self.scope(super().get_count_query())
+
+    def get_one(self, id):
+        try:
+            key = int(id)
+        except (TypeError, ValueError):
+            abort(404)
+        obj = self.scope(super().get_query()).filter(self.model.id == key).one_or_none()
+        if obj is None:
+            abort(404)
+        return obj
+
+    # ---- changes go through the services --------------------------------------------------
+    def service_create(self, form) -> Any:
+        raise NotImplementedError
+
+    def service_update(self, form, model) -> Any:
+        raise NotImplementedError
+
+    def service_delete(self, model) -> None:
+        raise NotImplementedError
+
+    def create_model(self, form):
+        return self._run_service(form, lambda: self.service_create(form), True)
+
+    def update_model(self, form, model):
+        return bool(self._run_service(form, lambda: self.service_update(form, model) or model,
+                                      False))
+
+    def delete_model(self, model):
+        try:
+            self.service_delete(model)
+            db.session.commit()
+        except DomainError as exc:
+            db.session.rollback()
+            flash(exc.message, "error")
+            return False
+        return True
+
+    def _run_service(self, form, call, is_created: bool):
+        try:
+            model = call()
+            db.session.commit()
+        except DomainError as exc:
+            db.session.rollback()
+            show_domain_error(form, exc)
+            return False
+        self.after_model_change(form, model, is_created)
+        return model
+
+    def handle_view_exception(self, exc: Exception) -> bool:
+        if isinstance(exc, DomainError):
+            db.session.rollback()
+            flash(exc.message, "error")
+            return True
+        return super().handle_view_exception(exc)
+
+
+def show_domain_error(form, exc: DomainError) -> None:
+    """Put a domain error on the form: each named field gets its message."""
+    unplaced = []
+    for name, message in (exc.fields or {}).items():
+        field = getattr(form, name, None) or getattr(form, name.removesuffix("_id"), None)
+        if field is not None and hasattr(field, "errors"):
+            if not isinstance(field.errors, list):
+                field.errors = list(field.errors)
+            field.errors.append(message)
+        else:
+            unplaced.append(f"{name}: {message}")
+    if isinstance(exc, NotFound) or not exc.fields:
+        unplaced.append(exc.message)
+    if unplaced:
+        flash(" ".join(unplaced), "error")
+
+
+def form_data(form, *names: str) -> dict[str, Any]:
+    return {name: getattr(form, name).data for name in names if hasattr(form, name)}

@@ -1,0 +1,161 @@
+"""Admin view of devices: create (token shown once), edit, rotate token, delete."""
+from __future__ import annotations
+
+from flask import abort, flash, redirect, request
+from flask_admin import expose
+from flask_admin.actions import action
+from flask_login import current_user
+from sqlalchemy import select
+from wtforms import BooleanField, SelectField, StringField, TextAreaField
+from wtforms.validators import InputRequired, Length
+
+from portal.admin.base import SecureModelView, form_data, show_token_once
+from portal.extensions import db
+from portal.models import Device, Role, User
+from portal.services import access
+from portal.services.devices import (
+    KINDS,
+    create_device,
+    delete_device,
+    rotate_device_token,
+    update_device,
+)
+from portal.services.errors import DomainError
+
+EDITABLE = ("name", "kind", "location", "description", "enabled")
+
+
+class DeviceView(SecureModelView):
+    device_column = "id"
+    column_list = ("name", "kind", "location", "owner", "enabled", "firmware", "last_seen_at",
+                   "created_at")
+    column_details_list = ("id", "name", "kind", "location", "description", "owner", "enabled",
+                           "firmware", "token_prefix", "last_seen_at", "created_at", "updated_at")
+    column_export_list = column_details_list
+    column_labels = {"last_seen_at": "Last seen", "created_at": "Created",
+                     "updated_at": "Updated", "token_prefix": "Token starts with",
+                     "owner": "Owner"}
+    column_searchable_list = ("name", "location", "kind")
+    column_filters = ("kind", "enabled", "location", "last_seen_at", "owner.username")
+    column_sortable_list = ("name", "kind", "location", "enabled", "firmware", "last_seen_at",
+                            "created_at", ("owner", "owner.username"))
+    column_default_sort = ("name", False)
+    form_columns = ("name", "kind", "location", "description", "enabled")
+    details_template = "admin/device_details.html"
+    form_extra_fields = {
+        "name": StringField("Name", validators=[InputRequired(), Length(max=100)]),
+        "kind": StringField("Kind", default="generic",
+                            description="e.g. " + ", ".join(KINDS),
+                            validators=[Length(max=32)]),
+        "location": StringField("Location", validators=[Length(max=200)]),
+        "description": TextAreaField("Description", validators=[Length(max=5000)]),
+        "enabled": BooleanField("Enabled", default=True),
+    }
+
+    def _owner_choices(self) -> list[tuple[str, str]]:
+        users = db.session.execute(
+            select(User).where(User.role.in_([Role.admin, Role.operator]), User.active)
+            .order_by(User.username)
+        ).scalars()
+        return [(str(u.id), f"{u.username} ({u.role.value})") for u in users]
+
+    def get_create_form(self):
+        form = super().get_create_form()
+        form.owner = SelectField("Owner", coerce=str)
+        return form
+
+    def get_edit_form(self):
+        form = super().get_edit_form()
+        form.owner = SelectField("Owner", coerce=str)
+        return form
+
+    def create_form(self, obj=None):
+        form = super().create_form(obj)
+        return self._prepare_owner(form, str(current_user.id))
+
+    def edit_form(self, obj=None):
+        form = super().edit_form(obj)
+        return self._prepare_owner(form, str(obj.owner_id) if obj is not None else None)
+
+    def _prepare_owner(self, form, default: str | None):
+        if current_user.role is not Role.admin:
+            del form.owner
+            return form
+        form.owner.choices = self._owner_choices()
+        if request.method == "GET" and default:
+            form.owner.data = default
+        return form
+
+    def _owner(self, form):
+        if not hasattr(form, "owner"):
+            return None
+        return db.session.get(User, int(form.owner.data)) if form.owner.data else None
+
+    def service_create(self, form):
+        device, token = create_device(current_user, owner=self._owner(form),
+                                      **form_data(form, *EDITABLE))
+        db.session.flush()
+        self._new_token = (device.name, token)
+        return device
+
+    def after_model_change(self, form, model, is_created):
+        if is_created and getattr(self, "_new_token", None):
+            show_token_once(*self._new_token)
+            self._new_token = None
+
+    def service_update(self, form, model):
+        fields = form_data(form, *EDITABLE)
+        owner = self._owner(form)
+        if owner is not None and owner.id != model.owner_id:
+            fields["owner"] = owner
+        return update_device(current_user, model, **fields)
+
+    def service_delete(self, model):
+        delete_device(current_user, model)
+
+    def get_save_return_url(self, model, is_created=False):
+        if is_created:
+            return self.get_url(".details_view", id=model.id)
+        return super().get_save_return_url(model, is_created)
+
+    @expose("/rotate-token/", methods=("POST",))
+    def rotate_token_view(self):
+        device = self.get_one(request.args.get("id"))
+        try:
+            token = rotate_device_token(current_user, device)
+            db.session.commit()
+        except DomainError as exc:
+            db.session.rollback()
+            abort(exc.status)
+        show_token_once(device.name, token)
+        return redirect(self.get_url(".details_view", id=device.id))
+
+    @action("rotate_tokens", "Rotate tokens",
+            "Give each selected device a new token? Their old tokens stop working at once.")
+    def action_rotate_tokens(self, ids):
+        devices = self.get_query().filter(Device.id.in_([int(i) for i in ids])).all()
+        shown = []
+        for device in devices:
+            if access.may_change_device(current_user, device):
+                shown.append((device.name, rotate_device_token(current_user, device)))
+        db.session.commit()
+        for name, token in shown:
+            show_token_once(name, token)
+
+    @action("disable", "Disable", "Disable the selected devices? They will get 401 until enabled.")
+    def action_disable(self, ids):
+        self._set_enabled(ids, False)
+
+    @action("enable", "Enable")
+    def action_enable(self, ids):
+        self._set_enabled(ids, True)
+
+    def _set_enabled(self, ids, enabled: bool):
+        devices = self.get_query().filter(Device.id.in_([int(i) for i in ids])).all()
+        count = 0
+        for device in devices:
+            if access.may_change_device(current_user, device) and device.enabled != enabled:
+                update_device(current_user, device, enabled=enabled)
+                count += 1
+        db.session.commit()
+        flash(f"{count} device(s) {'enabled' if enabled else 'disabled'}.", "success")

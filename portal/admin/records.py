@@ -1,0 +1,95 @@
+"""Admin views of what devices and schedules produce: commands and readings."""
+from __future__ import annotations
+
+from flask import flash
+from flask_admin.actions import action
+from flask_login import current_user
+from markupsafe import Markup, escape
+from wtforms import IntegerField, StringField
+from wtforms.validators import InputRequired, NumberRange
+from flask_admin.contrib.sqla.fields import QuerySelectField
+
+from portal.admin.base import JSONObjectField, SecureModelView, form_data
+from portal.extensions import db
+from portal.models import Command, Device, Reading
+from portal.services import access
+from portal.services.commands import MAX_EXPIRES_IN, cancel_command, enqueue_command
+from portal.services.errors import DomainError
+
+
+def changeable_devices():
+    """Device choices in forms: only devices the current user may change."""
+    query = access.device_query_for(current_user, for_change=True).order_by(Device.name)
+    return db.session.execute(query).scalars().all()
+
+
+def _status_badge(view, context, model, name):
+    colors = {"queued": "secondary", "delivered": "info", "succeeded": "success",
+              "failed": "danger", "expired": "warning", "cancelled": "dark"}
+    value = model.status.value
+    return Markup(f'<span class="badge badge-{colors[value]}">{escape(value)}</span>')
+
+
+class CommandView(SecureModelView):
+    device_column = "device_id"
+    supports_edit = False  # a command is immutable once sent; cancel it instead
+    column_list = ("id", "device", "action", "status", "source", "attempts", "created_at",
+                   "expires_at", "finished_at")
+    column_details_list = ("id", "device", "action", "payload", "status", "source", "schedule",
+                           "due_at", "created_by", "attempts", "created_at", "delivered_at",
+                           "expires_at", "finished_at", "reason", "result")
+    column_export_list = column_details_list
+    column_filters = ("status", "source", "action", "created_at", "device.name")
+    column_searchable_list = ("action",)
+    column_sortable_list = ("id", "action", "status", "created_at", "expires_at", "attempts")
+    column_default_sort = ("id", True)
+    column_formatters = {"status": _status_badge}
+    column_labels = {"created_at": "Created", "expires_at": "Expires",
+                     "finished_at": "Finished", "delivered_at": "Delivered", "due_at": "Due"}
+    form_columns = ("device", "action", "payload", "expires_in")
+    form_extra_fields = {
+        "device": QuerySelectField("Device", query_factory=changeable_devices,
+                                   validators=[InputRequired()], allow_blank=False),
+        "action": StringField("Action", validators=[InputRequired()],
+                              description="e.g. relay.on, relay.off, reboot"),
+        "payload": JSONObjectField("Payload (JSON object)", default=dict),
+        "expires_in": IntegerField("Expires in (seconds)", default=3600,
+                                   validators=[NumberRange(1, MAX_EXPIRES_IN)]),
+    }
+
+    def service_create(self, form):
+        data = form_data(form, "device", "action", "payload", "expires_in")
+        return enqueue_command(current_user, data["device"], data["action"], data["payload"],
+                               data["expires_in"])
+
+    def service_delete(self, model):
+        cancel_command(current_user, model)
+
+    supports_delete = False
+
+    @action("cancel", "Cancel", "Cancel the selected commands that are still queued or delivered?")
+    def action_cancel(self, ids):
+        commands = self.get_query().filter(Command.id.in_([int(i) for i in ids])).all()
+        done = 0
+        for command in commands:
+            if command.status.is_open and access.may_change_device(current_user, command.device):
+                try:
+                    cancel_command(current_user, command)
+                    done += 1
+                except DomainError:
+                    continue
+        db.session.commit()
+        flash(f"{done} command(s) cancelled.", "success")
+
+
+class ReadingView(SecureModelView):
+    device_column = "device_id"
+    supports_create = supports_edit = supports_delete = False
+    can_view_details = False
+    column_list = ("id", "device", "metric", "value", "recorded_at")
+    column_export_list = column_list
+    column_filters = ("metric", "recorded_at", "device.name")
+    column_sortable_list = ("id", "metric", "value", "recorded_at")
+    column_default_sort = ("id", True)
+    column_labels = {"recorded_at": "Recorded"}
+    page_size = 50

@@ -1,0 +1,125 @@
+"""Admin view of schedules: one form for cron, interval and one-off schedules."""
+from __future__ import annotations
+
+from flask import flash
+from flask_admin.actions import action
+from flask_admin.contrib.sqla.fields import QuerySelectField
+from flask_login import current_user
+from wtforms import BooleanField, DateTimeLocalField, IntegerField, StringField
+from wtforms.validators import InputRequired, Length, NumberRange, Optional
+
+from portal.admin.base import JSONObjectField, SecureModelView
+from portal.admin.records import changeable_devices
+from portal.extensions import db
+from portal.models import Schedule
+from portal.services import access
+from portal.services import schedules as service
+from portal.services.errors import DomainError
+
+FIELDS = ("name", "device", "action", "payload", "cron", "interval_seconds", "run_at",
+          "timezone", "enabled", "start_at", "end_at", "misfire_grace_seconds",
+          "command_ttl_seconds")
+LOCAL_HELP = "In the schedule's time zone."
+
+
+def _local(label: str) -> DateTimeLocalField:
+    return DateTimeLocalField(label, format="%Y-%m-%dT%H:%M", validators=[Optional()],
+                              description=LOCAL_HELP)
+
+
+class ScheduleView(SecureModelView):
+    device_column = "device_id"
+    column_list = ("name", "device", "action", "kind", "enabled", "timezone", "next_fire_at",
+                   "last_fire_at", "fire_count", "skipped_count")
+    column_details_list = ("id", "name", "device", "action", "payload", "kind", "cron",
+                           "interval_seconds", "run_at", "timezone", "enabled", "start_at",
+                           "end_at", "misfire_grace_seconds", "command_ttl_seconds",
+                           "next_fire_at", "last_fire_at", "fire_count", "skipped_count",
+                           "created_at", "updated_at")
+    column_export_list = column_details_list
+    column_labels = {"next_fire_at": "Next run", "last_fire_at": "Last run",
+                     "fire_count": "Fired", "skipped_count": "Skipped",
+                     "interval_seconds": "Interval (s)"}
+    column_searchable_list = ("name", "action")
+    column_filters = ("kind", "enabled", "timezone", "next_fire_at", "device.name")
+    column_sortable_list = ("name", "action", "kind", "enabled", "next_fire_at", "last_fire_at",
+                            "fire_count")
+    column_default_sort = ("next_fire_at", False)
+    form_columns = FIELDS
+    form_extra_fields = {
+        "name": StringField("Name", validators=[InputRequired(), Length(max=100)]),
+        "device": QuerySelectField("Device", query_factory=changeable_devices,
+                                   validators=[InputRequired()], allow_blank=False),
+        "action": StringField("Action", validators=[InputRequired()],
+                              description="e.g. relay.on"),
+        "payload": JSONObjectField("Payload (JSON object)", default=dict),
+        "cron": StringField("Cron", validators=[Optional()],
+                            description="Five fields, e.g. 0 7 * * 1-5 (weekdays at 07:00). "
+                                        "Fill exactly one of cron, interval or run at."),
+        "interval_seconds": IntegerField("Interval (seconds)",
+                                         validators=[Optional(), NumberRange(min=1)]),
+        "run_at": _local("Run once at"),
+        "timezone": StringField("Time zone", default="UTC",
+                                description="IANA name, e.g. Europe/Berlin"),
+        "enabled": BooleanField("Enabled", default=True),
+        "start_at": _local("Start at"),
+        "end_at": _local("End at"),
+        "misfire_grace_seconds": IntegerField("Misfire grace (seconds)", default=300,
+                                              validators=[NumberRange(min=0)]),
+        "command_ttl_seconds": IntegerField("Command expires after (seconds)", default=3600,
+                                            validators=[NumberRange(min=1)]),
+    }
+
+    def edit_form(self, obj=None):
+        form = super().edit_form(obj)
+        if obj is not None and not form.is_submitted():
+            for name in ("run_at", "start_at", "end_at"):
+                value = getattr(obj, name)
+                getattr(form, name).data = service.to_local(value, obj.timezone)
+        return form
+
+    def _fields(self, form) -> dict:
+        data = {name: getattr(form, name).data for name in FIELDS}
+        data["cron"] = (data["cron"] or "").strip() or None
+        for name in ("run_at", "start_at", "end_at"):
+            data[name] = service.from_local(data[name], data["timezone"], field=name)
+        return data
+
+    def service_create(self, form):
+        return service.create_schedule(current_user, **self._fields(form))
+
+    def service_update(self, form, model):
+        return service.update_schedule(current_user, model, **self._fields(form))
+
+    def service_delete(self, model):
+        service.delete_schedule(current_user, model)
+
+    def _selected(self, ids):
+        rows = self.get_query().filter(Schedule.id.in_([int(i) for i in ids])).all()
+        return [s for s in rows if access.may_change_device(current_user, s.device)]
+
+    @action("enable", "Enable")
+    def action_enable(self, ids):
+        self._bulk(ids, lambda s: service.set_schedule_enabled(current_user, s, True), "enabled")
+
+    @action("disable", "Disable", "Disable the selected schedules? They stop at once.")
+    def action_disable(self, ids):
+        self._bulk(ids, lambda s: service.set_schedule_enabled(current_user, s, False),
+                   "disabled")
+
+    @action("run_now", "Run now", "Send the selected schedules' commands now?")
+    def action_run_now(self, ids):
+        self._bulk(ids, lambda s: service.run_schedule_now(current_user, s), "run now")
+
+    def _bulk(self, ids, change, verb: str) -> None:
+        done = 0
+        try:
+            for schedule in self._selected(ids):
+                change(schedule)
+                done += 1
+            db.session.commit()
+        except DomainError as exc:
+            db.session.rollback()
+            flash(exc.message, "error")
+            return
+        flash(f"{done} schedule(s) {verb}.", "success")

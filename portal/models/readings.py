@@ -1,0 +1,32 @@
+"""Readings: numbers a device measured (the biggest table by far)."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from portal.extensions import db
+from portal.models.devices import Device
+from portal.models.types import BigIntKey, UTCDateTime
+
+
+class Reading(db.Model):
+    __tablename__ = "readings"
+    __table_args__ = (
+        # Reading back one device (optionally one metric), newest first, by keyset.
+        Index("ix_readings_device_metric_recorded", "device_id", "metric", "recorded_at", "id"),
+        Index("ix_readings_device_recorded", "device_id", "recorded_at", "id"),
+        Index("ix_readings_recorded", "recorded_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    metric: Mapped[str] = mapped_column(String(64))
+    value: Mapped[float]
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    device: Mapped[Device] = relationship()
+
+    def __str__(self) -> str:
+        return f"{self.metric}={self.value}"

@@ -1,0 +1,47 @@
+"""Column types shared by the models: UTC instants and JSON."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import JSON, BigInteger, DateTime, Integer
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import TypeDecorator
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """A timezone-aware UTC instant on every database.
+
+    PostgreSQL keeps ``timestamptz``; SQLite has no zone, so UTC is stored naive and the zone is
+    put back on load. A naive value (e.g. from a list filter) is taken as UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        value = value.astimezone(timezone.utc)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+# JSONB on PostgreSQL, JSON text elsewhere.
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+# SQLite only aliases rowid for INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit key.
+BigIntKey = BigInteger().with_variant(Integer(), "sqlite")

@@ -1,0 +1,1 @@
+"""Schedules in time: pure arithmetic (timing) and the passes that fire them (runner)."""

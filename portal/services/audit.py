@@ -1,0 +1,77 @@
+"""Audit entries: one per change, whichever surface made it."""
+from __future__ import annotations
+
+import contextvars
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from portal.extensions import db
+from portal.models import AuditEvent, User
+
+
+@dataclass(frozen=True)
+class Origin:
+    via: str = "system"
+    remote_addr: str = ""
+
+
+# Set by each edge (a request hook, a CLI command) so services can say where a change came from
+# without seeing HTTP.
+_origin: contextvars.ContextVar[Origin] = contextvars.ContextVar("audit_origin", default=Origin())
+
+SECRET_FIELDS = frozenset({"password", "password_hash", "token", "token_hash"})
+
+
+def set_origin(via: str, remote_addr: str = "") -> None:
+    _origin.set(Origin(via=via, remote_addr=remote_addr or ""))
+
+
+def jsonable(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, (dict, list, str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def snapshot(obj: Any, fields: tuple[str, ...]) -> dict[str, Any]:
+    return {name: jsonable(getattr(obj, name)) for name in fields}
+
+
+def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[Any]]:
+    """Fields whose values differ, as ``{field: [before, after]}``; secrets are masked."""
+    changes: dict[str, list[Any]] = {}
+    for name in sorted(set(before) | set(after)):
+        old, new = before.get(name), after.get(name)
+        if old != new:
+            if name in SECRET_FIELDS:
+                old, new = "***" if old else None, "***"
+            changes[name] = [old, new]
+    return changes
+
+
+def record(
+    actor: User | None,
+    action: str,
+    obj: Any,
+    changes: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Add an audit entry for ``action`` on ``obj`` to the session (the edge commits)."""
+    origin = _origin.get()
+    event = AuditEvent(
+        actor_id=actor.id if actor is not None else None,
+        actor_name=actor.username if actor is not None else origin.via,
+        action=action,
+        object_type=type(obj).__tablename__.rstrip("s"),
+        object_id=str(obj.id),
+        object_repr=str(obj)[:200],
+        changes=changes or {},
+        via=origin.via,
+        remote_addr=origin.remote_addr[:64],
+    )
+    db.session.add(event)
+    return event

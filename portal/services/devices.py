@@ -1,0 +1,154 @@
+"""Devices: creating, changing, deleting, their tokens, and knowing a device by its token."""
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm.attributes import set_committed_value
+
+from portal.extensions import db
+from portal.models import Device, Role, User, utcnow
+from portal.services import audit
+from portal.services.access import check_change, require_writer
+from portal.services.errors import Conflict, InvalidInput
+from portal.services.tokens import DEVICE_PREFIX, hash_token, new_token
+from portal.services.users import find_user
+
+KIND_RE = re.compile(r"^[a-z0-9_.-]{1,32}$")
+KINDS = ("raspberry_pi", "arduino", "esp32", "esp8266", "pico", "generic")
+DEVICE_FIELDS = ("name", "kind", "location", "description", "enabled", "owner_id")
+LIMITS = {"name": 100, "location": 200, "description": 5000}
+
+
+def _clean(fields: dict) -> dict:
+    errors: dict[str, str] = {}
+    clean: dict = {}
+    for name, value in fields.items():
+        if name in LIMITS:
+            value = "" if value is None else str(value).strip()
+            if len(value) > LIMITS[name]:
+                errors[name] = f"At most {LIMITS[name]} characters."
+            elif name == "name" and not value:
+                errors[name] = "A name is required."
+        elif name == "kind":
+            value = (value or "generic").strip().lower()
+            if not KIND_RE.match(value):
+                errors[name] = "1-32 characters: a-z, 0-9, _ . - (e.g. esp32, raspberry_pi)."
+        elif name == "enabled":
+            value = bool(value)
+        clean[name] = value
+    if errors:
+        raise InvalidInput(fields=errors)
+    return clean
+
+
+def _check_name_free(name: str, device_id: int | None = None) -> None:
+    taken = db.session.execute(select(Device.id).where(Device.name == name)).scalar()
+    if taken is not None and taken != device_id:
+        raise Conflict(f"A device named {name!r} already exists.", code="name_taken",
+                       fields={"name": "This name is taken."})
+
+
+def _resolve_owner(actor: User | None, owner: User | str | None) -> User:
+    if isinstance(owner, str):
+        found = find_user(owner)
+        if found is None:
+            raise InvalidInput(fields={"owner": f"No user named {owner!r}."})
+        owner = found
+    if owner is None:
+        if actor is None:
+            raise InvalidInput(fields={"owner": "An owner is required."})
+        return actor
+    if actor is not None and actor.role is not Role.admin and owner.id != actor.id:
+        raise InvalidInput(fields={"owner": "Operators own the devices they create."})
+    if owner.role is Role.viewer:
+        raise InvalidInput(fields={"owner": "A viewer cannot own devices."})
+    return owner
+
+
+def create_device(actor: User | None, name: str, *, owner: User | str | None = None,
+                  kind: str = "generic", location: str = "", description: str = "",
+                  enabled: bool = True) -> tuple[Device, str]:
+    """Create a device; return it with its clear token (shown once).
+
+    ``actor`` None is the shell. Raises Forbidden for viewers, Conflict for a taken name.
+    """
+    if actor is not None:
+        require_writer(actor)
+    fields = _clean({"name": name, "kind": kind, "location": location,
+                     "description": description, "enabled": enabled})
+    owner_user = _resolve_owner(actor, owner)
+    _check_name_free(fields["name"])
+    token, digest, prefix = new_token(DEVICE_PREFIX)
+    device = Device(owner=owner_user, token_hash=digest, token_prefix=prefix, **fields)
+    db.session.add(device)
+    db.session.flush()
+    audit.record(actor, "create", device, audit.diff({}, audit.snapshot(device, DEVICE_FIELDS)))
+    return device, token
+
+
+def update_device(actor: User | None, device: Device, **fields) -> Device:
+    """Change a device's name, kind, location, description, enabled flag or (admin) owner."""
+    if actor is not None:
+        check_change(actor, device)
+    unknown = set(fields) - {"name", "kind", "location", "description", "enabled", "owner"}
+    if unknown:
+        raise InvalidInput(fields={name: "Unknown field." for name in sorted(unknown)})
+    before = audit.snapshot(device, DEVICE_FIELDS)
+    owner = fields.pop("owner", None)
+    fields = _clean(fields)
+    if "name" in fields:
+        _check_name_free(fields["name"], device.id)
+    if owner is not None:
+        if actor is not None and actor.role is not Role.admin:
+            raise InvalidInput(fields={"owner": "Only an admin may give a device away."})
+        device.owner = _resolve_owner(actor, owner)
+    for name, value in fields.items():
+        setattr(device, name, value)
+    db.session.flush()
+    changes = audit.diff(before, audit.snapshot(device, DEVICE_FIELDS))
+    if changes:
+        audit.record(actor, "update", device, changes)
+    return device
+
+
+def delete_device(actor: User | None, device: Device) -> None:
+    """Delete a device with its schedules, commands and readings (the database cascades)."""
+    if actor is not None:
+        check_change(actor, device)
+    audit.record(actor, "delete", device, audit.diff(audit.snapshot(device, DEVICE_FIELDS), {}))
+    db.session.delete(device)
+    db.session.flush()
+
+
+def rotate_device_token(actor: User | None, device: Device) -> str:
+    """Give the device a new token and return it (shown once); the old one dies at once."""
+    if actor is not None:
+        check_change(actor, device)
+    token, digest, prefix = new_token(DEVICE_PREFIX)
+    device.token_hash, device.token_prefix = digest, prefix
+    audit.record(actor, "rotate_token", device, {"token": ["***", "***"]})
+    return token
+
+
+def device_for_token(token: str, touch_seconds: int = 60) -> Device | None:
+    """The enabled device behind ``token``, or None.
+
+    ``last_seen_at`` is written at most once per ``touch_seconds``: a board polling every
+    second must not make every poll a write.
+    """
+    device = db.session.execute(
+        select(Device).where(Device.token_hash == hash_token(token))
+    ).scalar_one_or_none()
+    if device is None or not device.enabled:
+        return None
+    now = utcnow()
+    if device.last_seen_at is None or now - device.last_seen_at > timedelta(seconds=touch_seconds):
+        db.session.execute(
+            update(Device)
+            .where(Device.id == device.id)
+            .values(last_seen_at=now, updated_at=Device.updated_at)
+        )
+        set_committed_value(device, "last_seen_at", now)
+    return device

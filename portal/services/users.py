@@ -1,0 +1,148 @@
+"""People: creating them, their passwords and roles, and checking a login."""
+from __future__ import annotations
+
+import re
+
+from flask import current_app, has_app_context
+from sqlalchemy import func, select
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from portal.extensions import db
+from portal.models import Device, Role, User, utcnow
+from portal.scheduling.timing import TimingError, validate_timezone
+from portal.services import audit
+from portal.services.access import require_admin
+from portal.services.errors import Conflict, InvalidInput, NotFound
+
+USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+MIN_PASSWORD = 8
+USER_FIELDS = ("username", "role", "active", "timezone")
+# A hash to compare against when the user does not exist, so a failed login takes as long
+# whether or not the name is known.
+_DUMMY_HASH: dict[str, str] = {}
+
+
+def hash_password(password: str) -> str:
+    method = "scrypt"
+    if has_app_context():
+        method = current_app.config.get("PASSWORD_HASH_METHOD", method)
+    return generate_password_hash(password, method=method)
+
+
+def validate_username(username: str) -> str:
+    username = (username or "").strip()
+    if not USERNAME_RE.match(username):
+        raise InvalidInput(
+            fields={"username": "1-64 letters, digits or . _ @ - characters."}
+        )
+    return username
+
+
+def validate_password(password: str | None) -> str:
+    if password is None or len(password) < MIN_PASSWORD:
+        raise InvalidInput(fields={"password": f"At least {MIN_PASSWORD} characters."})
+    if len(password) > 1024:
+        raise InvalidInput(fields={"password": "At most 1024 characters."})
+    return password
+
+
+def parse_role(value: str | Role) -> Role:
+    try:
+        return Role(value)
+    except ValueError:
+        raise InvalidInput(fields={"role": "One of admin, operator, viewer."}) from None
+
+
+def find_user(username: str) -> User | None:
+    return db.session.execute(select(User).where(User.username == username)).scalar_one_or_none()
+
+
+def create_user(
+    actor: User | None, username: str, password: str, role: str | Role = Role.viewer,
+    active: bool = True,
+) -> User:
+    """Create a user; ``actor`` None means the shell (CLI). Raises Conflict on a taken name."""
+    if actor is not None:
+        require_admin(actor)
+    username = validate_username(username)
+    role = parse_role(role)
+    validate_password(password)
+    if find_user(username) is not None:
+        raise Conflict(f"A user named {username!r} already exists.", code="username_taken")
+    user = User(username=username, password_hash=hash_password(password), role=role,
+                active=active)
+    db.session.add(user)
+    db.session.flush()
+    audit.record(actor, "create", user, audit.diff({}, audit.snapshot(user, USER_FIELDS)))
+    return user
+
+
+def update_user(actor: User | None, user: User, *, password: str | None = None,
+                **fields) -> User:
+    """Change role, active flag, timezone or password; audit what changed."""
+    if actor is not None:
+        require_admin(actor)
+    before = audit.snapshot(user, USER_FIELDS)
+    if "username" in fields:
+        name = validate_username(fields.pop("username"))
+        if name != user.username and find_user(name) is not None:
+            raise Conflict(f"A user named {name!r} already exists.", code="username_taken")
+        user.username = name
+    if "role" in fields:
+        user.role = parse_role(fields.pop("role"))
+    if "active" in fields:
+        user.active = bool(fields.pop("active"))
+    if "timezone" in fields:
+        try:
+            user.timezone = validate_timezone(fields.pop("timezone"))
+        except TimingError as exc:
+            raise InvalidInput(fields={exc.field: exc.message}) from None
+    if actor is not None and actor.id == user.id and (
+        user.role is not Role.admin or not user.active
+    ):
+        raise InvalidInput(fields={"role": "You cannot demote or deactivate yourself."})
+    changes = audit.diff(before, audit.snapshot(user, USER_FIELDS))
+    if password:
+        user.password_hash = hash_password(validate_password(password))
+        changes["password"] = ["***", "***"]
+    if changes:
+        audit.record(actor, "update", user, changes)
+    return user
+
+
+def delete_user(actor: User | None, user: User) -> None:
+    """Delete a user who owns no devices (deactivate instead to keep their devices)."""
+    if actor is not None:
+        require_admin(actor)
+        if actor.id == user.id:
+            raise Conflict("You cannot delete yourself.")
+    owned = db.session.scalar(select(func.count()).where(Device.owner_id == user.id))
+    if owned:
+        raise Conflict(
+            f"{user.username} owns {owned} device(s); reassign them or deactivate the user.",
+            code="user_owns_devices",
+        )
+    audit.record(actor, "delete", user, audit.diff(audit.snapshot(user, USER_FIELDS), {}))
+    db.session.delete(user)
+
+
+def get_user_for(actor: User, user_id: int) -> User:
+    require_admin(actor)
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise NotFound("No such user.")
+    return user
+
+
+def authenticate(username: str, password: str) -> User | None:
+    """Return the active user with these credentials, or None (one answer for every failure)."""
+    user = find_user((username or "").strip())
+    if user is None:
+        if "hash" not in _DUMMY_HASH:
+            _DUMMY_HASH["hash"] = hash_password("not-a-password")
+        check_password_hash(_DUMMY_HASH["hash"], password or "")
+        return None
+    if not check_password_hash(user.password_hash, password or "") or not user.active:
+        return None
+    user.last_login_at = utcnow()
+    return user
