@@ -40,7 +40,7 @@ def init_admin(app: Flask) -> Admin:
                                    menu_icon_value="fa-tachometer"),
         theme=Bootstrap4Theme(base_template="admin/portal_master.html", swatch="default"),
     )
-    session = db.session
+    session = db  # Flask-Admin 2 takes the db object
     admin.add_view(DeviceView(Device, session, name="Devices", endpoint="devices"))
     admin.add_view(ScheduleView(Schedule, session, name="Schedules", endpoint="schedules"))
     admin.add_view(CommandView(Command, session, name="Commands", endpoint="commands"))

@@ -7,6 +7,7 @@ from flask_admin.actions import action
 from flask_login import current_user
 from sqlalchemy import select
 from wtforms import BooleanField, SelectField, StringField, TextAreaField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length
 
 from portal.admin.base import SecureModelView, form_data, show_token_once
@@ -52,12 +53,12 @@ class DeviceView(SecureModelView):
         "enabled": BooleanField("Enabled", default=True),
     }
 
-    def _owner_choices(self) -> list[tuple[str, str]]:
+    def _owner_choices(self) -> list[SelectChoice]:
         users = db.session.execute(
             select(User).where(User.role.in_([Role.admin, Role.operator]), User.active)
             .order_by(User.username)
         ).scalars()
-        return [(str(u.id), f"{u.username} ({u.role.value})") for u in users]
+        return [SelectChoice(str(u.id), f"{u.username} ({u.role.value})") for u in users]
 
     def get_create_form(self):
         form = super().get_create_form()
@@ -87,7 +88,7 @@ class DeviceView(SecureModelView):
         return form
 
     def _owner(self, form):
-        if not hasattr(form, "owner"):
+        if getattr(form, "owner", None) is None:
             return None
         return db.session.get(User, int(form.owner.data)) if form.owner.data else None
 
@@ -133,7 +134,7 @@ class DeviceView(SecureModelView):
     @action("rotate_tokens", "Rotate tokens",
             "Give each selected device a new token? Their old tokens stop working at once.")
     def action_rotate_tokens(self, ids):
-        devices = self.get_query().filter(Device.id.in_([int(i) for i in ids])).all()
+        devices = self.selected(ids)
         shown = []
         for device in devices:
             if access.may_change_device(current_user, device):
@@ -151,7 +152,7 @@ class DeviceView(SecureModelView):
         self._set_enabled(ids, True)
 
     def _set_enabled(self, ids, enabled: bool):
-        devices = self.get_query().filter(Device.id.in_([int(i) for i in ids])).all()
+        devices = self.selected(ids)
         count = 0
         for device in devices:
             if access.may_change_device(current_user, device) and device.enabled != enabled:

@@ -1,13 +1,14 @@
 """Admin-only views: users, personal tokens and the audit log."""
 from __future__ import annotations
 
-from flask import flash
+from flask import flash, request
 from flask_admin.actions import action
 from flask_admin.contrib.sqla.fields import QuerySelectField
 from flask_login import current_user
 from markupsafe import Markup, escape
 from sqlalchemy import select
 from wtforms import BooleanField, PasswordField, SelectField, StringField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, Optional
 
 from portal.admin.base import SecureModelView, form_data, show_token_once
@@ -30,7 +31,7 @@ class UserView(SecureModelView):
     form_columns = ("username", "role", "active", "timezone", "password")
     form_extra_fields = {
         "username": StringField("Username", validators=[InputRequired(), Length(max=64)]),
-        "role": SelectField("Role", choices=[(r.value, r.value) for r in Role],
+        "role": SelectField("Role", choices=[SelectChoice(r.value, r.value) for r in Role],
                             default=Role.viewer.value),
         "active": BooleanField("Active", default=True),
         "timezone": StringField("Time zone", default="UTC",
@@ -42,7 +43,7 @@ class UserView(SecureModelView):
 
     def edit_form(self, obj=None):
         form = super().edit_form(obj)
-        if obj is not None and not form.is_submitted():
+        if obj is not None and request.method == "GET":
             form.role.data = obj.role.value
         return form
 
@@ -97,7 +98,7 @@ class TokenView(SecureModelView):
 
     @action("revoke", "Revoke", "Revoke the selected tokens? Scripts using them get 401 at once.")
     def action_revoke(self, ids):
-        tokens = self.get_query().filter(PersonalToken.id.in_([int(i) for i in ids])).all()
+        tokens = self.selected(ids)
         for token in tokens:
             revoke_personal_token(current_user, token)
         db.session.commit()

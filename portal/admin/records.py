@@ -69,7 +69,7 @@ class CommandView(SecureModelView):
 
     @action("cancel", "Cancel", "Cancel the selected commands that are still queued or delivered?")
     def action_cancel(self, ids):
-        commands = self.get_query().filter(Command.id.in_([int(i) for i in ids])).all()
+        commands = self.selected(ids)
         done = 0
         for command in commands:
             if command.status.is_open and access.may_change_device(current_user, command.device):

@@ -1,7 +1,7 @@
 """Admin view of schedules: one form for cron, interval and one-off schedules."""
 from __future__ import annotations
 
-from flask import flash
+from flask import flash, request
 from flask_admin.actions import action
 from flask_admin.contrib.sqla.fields import QuerySelectField
 from flask_login import current_user
@@ -72,7 +72,7 @@ class ScheduleView(SecureModelView):
 
     def edit_form(self, obj=None):
         form = super().edit_form(obj)
-        if obj is not None and not form.is_submitted():
+        if obj is not None and request.method == "GET":
             for name in ("run_at", "start_at", "end_at"):
                 value = getattr(obj, name)
                 getattr(form, name).data = service.to_local(value, obj.timezone)
@@ -95,7 +95,7 @@ class ScheduleView(SecureModelView):
         service.delete_schedule(current_user, model)
 
     def _selected(self, ids):
-        rows = self.get_query().filter(Schedule.id.in_([int(i) for i in ids])).all()
+        rows = self.selected(ids)
         return [s for s in rows if access.may_change_device(current_user, s.device)]
 
     @action("enable", "Enable")
