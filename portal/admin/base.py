@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import abort, flash, redirect, request, url_for
 from flask_admin.actions import action
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.contrib.sqla import filters as sqla_filters
 from flask_admin.form import BaseForm
-from flask_admin.model import filters
+from flask_admin.model import filters, typefmt
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from markupsafe import Markup, escape
@@ -71,6 +73,20 @@ def show_token_once(name: str, token: str) -> None:
     ), "warning")
 
 
+def format_instant(view, value: datetime, name: str = "") -> Markup:
+    """An instant in the viewer's time zone, with UTC on hover."""
+    zone = getattr(current_user, "timezone", None) or "UTC"
+    try:
+        local = value.astimezone(ZoneInfo(zone))
+    except (ZoneInfoNotFoundError, ValueError):
+        local = value
+    utc = value.astimezone(timezone.utc)
+    return Markup(
+        f'<time datetime="{utc.isoformat()}" title="{utc:%Y-%m-%d %H:%M:%S} UTC">'
+        f"{local:%Y-%m-%d %H:%M} {escape(local.tzname() or '')}</time>"
+    )
+
+
 class FilterConverter(sqla_filters.FilterConverter):
     """Flask-Admin's filters, knowing that UTCDateTime columns hold instants."""
 
@@ -87,6 +103,9 @@ class SecureModelView(ModelView):
     """
 
     form_base_class = CSRFForm
+    column_type_formatters = {**typefmt.BASE_FORMATTERS, datetime: format_instant}
+    column_type_formatters_export = {**typefmt.EXPORT_FORMATTERS,
+                                     datetime: lambda view, value, name="": value.isoformat()}
     filter_converter = FilterConverter()
     fast_mass_delete = False  # deletions go through delete_model, so each is audited
     admin_only = False
