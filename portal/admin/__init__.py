@@ -30,7 +30,10 @@ def init_admin(app: Flask) -> Admin:
     from portal.admin.devices import DeviceView
     from portal.admin.people import AuditView, TokenView, UserView
     from portal.admin.records import CommandView, ReadingView
+    from portal.admin.base import localtime
     from portal.admin.schedules import ScheduleView
+
+    app.add_template_filter(localtime, "localtime")
 
     admin = Admin(
         app,

@@ -73,13 +73,18 @@ def show_token_once(name: str, token: str) -> None:
     ), "warning")
 
 
-def format_instant(view, value: datetime, name: str = "") -> Markup:
-    """An instant in the viewer's time zone, with UTC on hover."""
+def localtime(value: datetime) -> datetime:
+    """``value`` in the viewer's time zone (a user setting, default UTC)."""
     zone = getattr(current_user, "timezone", None) or "UTC"
     try:
-        local = value.astimezone(ZoneInfo(zone))
+        return value.astimezone(ZoneInfo(zone))
     except (ZoneInfoNotFoundError, ValueError):
-        local = value
+        return value
+
+
+def format_instant(view, value: datetime, name: str = "") -> Markup:
+    """An instant in the viewer's time zone, with UTC on hover."""
+    local = localtime(value)
     utc = value.astimezone(timezone.utc)
     return Markup(
         f'<time datetime="{utc.isoformat()}" title="{utc:%Y-%m-%d %H:%M:%S} UTC">'
@@ -108,6 +113,7 @@ class SecureModelView(ModelView):
                                      datetime: lambda view, value, name="": value.isoformat()}
     filter_converter = FilterConverter()
     fast_mass_delete = False  # deletions go through delete_model, so each is audited
+    named_filter_urls = True
     admin_only = False
     writable_by: tuple[Role, ...] = (Role.admin, Role.operator)
     device_column: str | None = None  # name of the model's column that holds the device id

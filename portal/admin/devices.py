@@ -1,19 +1,23 @@
 """Admin view of devices: create (token shown once), edit, rotate token, delete."""
 from __future__ import annotations
 
-from flask import abort, flash, redirect, request
+from flask import abort, current_app, flash, redirect, request
 from flask_admin import expose
 from flask_admin.actions import action
 from flask_login import current_user
 from sqlalchemy import select
-from wtforms import BooleanField, SelectField, StringField, TextAreaField
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, IntegerField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import InputRequired, Length
+from wtforms.validators import InputRequired, Length, NumberRange
 
-from portal.admin.base import SecureModelView, form_data, show_token_once
+from portal.admin.base import JSONObjectField, SecureModelView, form_data, show_token_once
 from portal.extensions import db
-from portal.models import Device, Role, User
+from portal.models import AuditEvent, Command, Device, Role, Schedule, User, utcnow
 from portal.services import access
+from portal.services import schedules as schedule_service
+from portal.services.charts import RANGES, reading_series
+from portal.services.commands import MAX_EXPIRES_IN, enqueue_command
 from portal.services.devices import (
     KINDS,
     create_device,
@@ -22,8 +26,45 @@ from portal.services.devices import (
     update_device,
 )
 from portal.services.errors import DomainError
+from portal.services.fleet import device_status
 
 EDITABLE = ("name", "kind", "location", "description", "enabled")
+
+
+class SendCommandForm(FlaskForm):
+    action = StringField("Action", validators=[InputRequired(), Length(max=64)],
+                         render_kw={"placeholder": "relay.on"})
+    payload = JSONObjectField("Payload (JSON object)", default=dict,
+                              render_kw={"rows": 2, "placeholder": "{}"})
+    expires_in = IntegerField("Expires in (s)", default=3600,
+                              validators=[NumberRange(1, MAX_EXPIRES_IN)])
+
+
+def device_page_context(device: Device, range_key: str) -> dict:
+    now = utcnow()
+    schedules = db.session.execute(
+        select(Schedule).where(Schedule.device_id == device.id).order_by(Schedule.name)
+    ).scalars().all()
+    commands = db.session.execute(
+        select(Command).where(Command.device_id == device.id)
+        .order_by(Command.id.desc()).limit(20)
+    ).scalars().all()
+    history = db.session.execute(
+        select(AuditEvent).where(AuditEvent.object_type == "device",
+                                 AuditEvent.object_id == str(device.id))
+        .order_by(AuditEvent.id.desc()).limit(20)
+    ).scalars().all()
+    return {
+        "status": device_status(device, now, current_app.config["DEVICE_ONLINE_SECONDS"]),
+        "schedules": [(s, schedule_service.next_fire_times(s, 5, now)
+                       if s.enabled else [], schedule_service.describe(s)) for s in schedules],
+        "commands": commands,
+        "history": history,
+        "chart": reading_series(device.id, range_key, now),
+        "ranges": list(RANGES),
+        "command_form": SendCommandForm(),
+        "may_change": access.may_change_device(current_user, device),
+    }
 
 
 class DeviceView(SecureModelView):
@@ -118,6 +159,33 @@ class DeviceView(SecureModelView):
         if is_created:
             return self.get_url(".details_view", id=model.id)
         return super().get_save_return_url(model, is_created)
+
+    def render(self, template, **kwargs):
+        if template == self.details_template and "model" in kwargs:
+            kwargs.update(device_page_context(kwargs["model"], request.args.get("range", "24h")))
+        return super().render(template, **kwargs)
+
+    @expose("/send-command/", methods=("POST",))
+    def send_command_view(self):
+        device = self.get_one(request.args.get("id"))
+        form = SendCommandForm()
+        if not form.validate_on_submit():
+            flash("Command not sent: " + "; ".join(
+                f"{name}: {', '.join(errors)}" for name, errors in form.errors.items()), "error")
+            return redirect(self.get_url(".details_view", id=device.id))
+        try:
+            command = enqueue_command(current_user, device, form.action.data.strip(),
+                                      form.payload.data, form.expires_in.data)
+            db.session.commit()
+        except DomainError as exc:
+            db.session.rollback()
+            if exc.status in (403, 404):
+                abort(exc.status)
+            flash(f"Command not sent: {exc.message} " + " ".join(
+                f"{k}: {v}" for k, v in (exc.fields or {}).items()), "error")
+        else:
+            flash(f"Command #{command.id} {command.action} queued for {device.name}.", "success")
+        return redirect(self.get_url(".details_view", id=device.id))
 
     @expose("/rotate-token/", methods=("POST",))
     def rotate_token_view(self):

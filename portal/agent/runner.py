@@ -1,0 +1,131 @@
+"""The agent's loop: sample the source, then sync with the portal, backing off while it is away.
+
+One sync: heartbeat (when due), upload buffered batches, poll commands and run each once,
+then re-send results the server has not acknowledged yet.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Any, Callable
+
+from portal.agent.backoff import Backoff
+from portal.agent.client import PortalClient, Rejected, Unavailable
+from portal.agent.handlers import CommandFailed
+from portal.agent.ledger import CommandLedger, Outcome
+from portal.agent.queue import ReadingQueue
+
+log = logging.getLogger(__name__)
+
+
+class Agent:
+    def __init__(self, client: PortalClient, queue: ReadingQueue, ledger: CommandLedger,
+                 source: Callable[[], Any], handler: Callable[[str, dict], Any], *,
+                 interval: float = 10.0, heartbeat_seconds: float = 60.0,
+                 firmware: str | None = None, backoff: Backoff | None = None,
+                 poll_limit: int = 10, max_batches: int = 20) -> None:
+        self.client, self.queue, self.ledger = client, queue, ledger
+        self.source, self.handler = source, handler
+        self.interval, self.heartbeat_seconds, self.firmware = interval, heartbeat_seconds, firmware
+        self.backoff = backoff or Backoff(cap=max(60.0, interval))
+        self.poll_limit, self.max_batches = poll_limit, max_batches
+        self._last_heartbeat: float | None = None
+
+    def run(self, stop: threading.Event) -> None:
+        """Sample every ``interval`` and sync, until ``stop`` is set."""
+        next_sample = next_sync = time.monotonic()
+        while not stop.is_set():
+            now = time.monotonic()
+            if now >= next_sample:
+                self.sample()
+                next_sample = now + self.interval
+            if now >= next_sync:
+                next_sync = time.monotonic() + self.try_sync()
+            stop.wait(max(0.0, min(next_sample, next_sync) - time.monotonic()))
+
+    def run_once(self) -> bool:
+        """One sample and one sync; False when the portal could not be reached."""
+        self.sample()
+        self.try_sync()
+        return self.backoff.failures == 0
+
+    def try_sync(self) -> float:
+        """Sync once; return the seconds to wait before the next sync."""
+        try:
+            self.sync()
+        except Unavailable as exc:
+            delay = self.backoff.next_delay()
+            if exc.retry_after is not None:
+                delay = max(delay, min(exc.retry_after, 3600.0))
+            log.warning("portal unavailable (%s); %d readings buffered; retrying in %.1fs",
+                        exc, len(self.queue), delay)
+            return delay
+        if self.backoff.failures:
+            log.info("portal reachable again")
+        self.backoff.reset()
+        return self.interval
+
+    def sample(self) -> None:
+        try:
+            readings = self.source()
+        except Exception:  # user code: a flaky sensor must not stop the agent
+            log.exception("source failed")
+            return
+        self.queue.put(readings or [])
+
+    def sync(self) -> None:
+        now = time.monotonic()
+        if self._last_heartbeat is None or now - self._last_heartbeat >= self.heartbeat_seconds:
+            self.client.heartbeat(self.firmware)
+            self._last_heartbeat = now
+        self.upload()
+        for command in self.client.poll(self.poll_limit):
+            self.handle(command)
+        for outcome in self.ledger.unreported():
+            self.report(outcome)
+
+    def upload(self) -> None:
+        for _ in range(self.max_batches):
+            batch = self.queue.next_batch()
+            if batch is None:
+                return
+            try:
+                accepted = self.client.upload(batch.readings, batch.key)
+                log.debug("uploaded %d readings (key %s)", accepted, batch.key)
+            except Rejected as exc:
+                log.error("portal refused a batch of %d readings for good, dropping it: %s %s",
+                          len(batch.readings), exc, exc.body)
+            self.queue.ack(batch)
+
+    def handle(self, command: dict[str, Any]) -> Outcome:
+        """Run a command the first time its id is seen; afterwards re-send the stored result."""
+        command_id, action = int(command["id"]), str(command.get("action", ""))
+        if self.ledger.begin(command_id, action):
+            outcome = self.execute(command_id, action, command.get("payload") or {})
+            self.ledger.finish(outcome)
+        else:
+            outcome = self.ledger.outcome(command_id)
+            log.info("command %d was run before; re-sending its result", command_id)
+        self.report(outcome)
+        return outcome
+
+    def execute(self, command_id: int, action: str, payload: dict[str, Any]) -> Outcome:
+        try:
+            result = self.handler(action, payload)
+        except CommandFailed as exc:
+            return Outcome(command_id, "failed", {"error": str(exc)})
+        except Exception as exc:  # user code: report the failure instead of dying
+            log.exception("handler failed on command %d (%s)", command_id, action)
+            return Outcome(command_id, "failed", {"error": f"{exc.__class__.__name__}: {exc}"})
+        if not isinstance(result, dict):
+            result = {} if result is None else {"value": result}
+        return Outcome(command_id, "succeeded", json.loads(json.dumps(result, default=str)))
+
+    def report(self, outcome: Outcome) -> None:
+        try:
+            self.client.report(outcome.command_id, outcome.status, outcome.result)
+        except Rejected as exc:
+            log.warning("portal refused the result of command %d: %s", outcome.command_id, exc)
+        self.ledger.mark_reported(outcome.command_id)
