@@ -15,10 +15,11 @@ from flask_admin.model import filters, typefmt
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from markupsafe import Markup, escape
+from sqlalchemy import select
 from wtforms import TextAreaField, ValidationError
 
 from portal.extensions import db
-from portal.models import Role
+from portal.models import AuditEvent, Role
 from portal.services import access
 from portal.services.errors import DomainError, NotFound
 
@@ -119,6 +120,7 @@ class SecureModelView(ModelView):
     device_column: str | None = None  # name of the model's column that holds the device id
     page_size = 50
     can_view_details = True
+    details_template = "admin/model_details.html"
     can_export = True
     export_types = ["csv"]
     # Role-dependent permissions; the view's own can_* attributes say what the view supports.
@@ -205,6 +207,13 @@ class SecureModelView(ModelView):
             abort(404)
         return obj
 
+    # ---- details pages show the object's history, as Django's admin does ------------------
+    def render(self, template, **kwargs):
+        model = kwargs.get("model")
+        if template == self.details_template and model is not None and "history" not in kwargs:
+            kwargs["history"] = object_history(model)
+        return super().render(template, **kwargs)
+
     # ---- changes go through the services --------------------------------------------------
     def service_create(self, form) -> Any:
         raise NotImplementedError
@@ -266,6 +275,16 @@ def show_domain_error(form, exc: DomainError) -> None:
         unplaced.append(exc.message)
     if unplaced:
         flash(" ".join(unplaced), "error")
+
+
+def object_history(model, limit: int = 50) -> list:
+    """The audit events about ``model``, newest first."""
+    return db.session.execute(
+        select(AuditEvent)
+        .where(AuditEvent.object_type == model.__tablename__.rstrip("s"),
+               AuditEvent.object_id == str(model.id))
+        .order_by(AuditEvent.id.desc()).limit(limit)
+    ).scalars().all()
 
 
 def int_ids(ids) -> list[int]:

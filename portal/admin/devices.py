@@ -11,9 +11,15 @@ from wtforms import BooleanField, IntegerField, SelectField, StringField, TextAr
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, NumberRange
 
-from portal.admin.base import JSONObjectField, SecureModelView, form_data, show_token_once
+from portal.admin.base import (
+    JSONObjectField,
+    SecureModelView,
+    form_data,
+    object_history,
+    show_token_once,
+)
 from portal.extensions import db
-from portal.models import AuditEvent, Command, Device, Role, Schedule, User, utcnow
+from portal.models import Command, Device, Role, Schedule, User, utcnow
 from portal.services import access
 from portal.services import schedules as schedule_service
 from portal.services.charts import RANGES, reading_series
@@ -49,17 +55,12 @@ def device_page_context(device: Device, range_key: str) -> dict:
         select(Command).where(Command.device_id == device.id)
         .order_by(Command.id.desc()).limit(20)
     ).scalars().all()
-    history = db.session.execute(
-        select(AuditEvent).where(AuditEvent.object_type == "device",
-                                 AuditEvent.object_id == str(device.id))
-        .order_by(AuditEvent.id.desc()).limit(20)
-    ).scalars().all()
     return {
         "status": device_status(device, now, current_app.config["DEVICE_ONLINE_SECONDS"]),
         "schedules": [(s, schedule_service.next_fire_times(s, 5, now)
                        if s.enabled else [], schedule_service.describe(s)) for s in schedules],
         "commands": commands,
-        "history": history,
+        "history": object_history(device, 20),
         "chart": reading_series(device.id, range_key, now),
         "ranges": list(RANGES),
         "command_form": SendCommandForm(),

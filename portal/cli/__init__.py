@@ -14,15 +14,12 @@ from portal.services.errors import DomainError
 def register(app: Flask) -> None:
     from portal.cli.demo import demo
     from portal.cli.devices import devices
+    from portal.cli.scheduler import scheduler
     from portal.cli.users import users
 
     app.cli.add_command(users)
     app.cli.add_command(devices)
     app.cli.add_command(demo)
-    try:
-        from portal.cli.scheduler import scheduler
-    except ImportError:  # TODO(#5): lands with the scheduler issue
-        return
     app.cli.add_command(scheduler)
 
 

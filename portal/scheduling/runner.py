@@ -1,0 +1,288 @@
+"""Scheduler passes: ``tick(now)`` fires what is due once; ``run(interval)`` repeats it.
+
+Any number of processes may run passes against one database. Each due schedule is claimed with
+a conditional UPDATE (``next_fire_at`` must still hold the value read, so exactly one process
+wins it); on PostgreSQL the batch is also row-locked with SKIP LOCKED so processes share the
+work instead of queueing on each other. The unique (schedule_id, due_at) constraint on commands
+is the final guard.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Sequence
+
+from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+
+from portal.extensions import db
+from portal.models import Command, CommandSource, CommandStatus, Schedule, SchedulerPass, utcnow
+from portal.models.types import UTCDateTime
+from portal.scheduling import timing
+from portal.services.schedules import spec_of
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 1000
+PASS_HISTORY = timedelta(days=7)
+MAX_BACKOFF_SECONDS = 60.0
+# Errors that mean the database is unreachable or busy: the whole pass fails and run() retries.
+DATABASE_DOWN = (OperationalError, InterfaceError)
+
+_schedules = Schedule.__table__
+_commands = Command.__table__
+
+_CLAIM = (
+    update(_schedules)
+    .where(_schedules.c.id == bindparam("b_id"),
+           _schedules.c.next_fire_at == bindparam("b_due"),
+           _schedules.c.enabled.is_(True))
+    .values(next_fire_at=bindparam("b_next"),
+            last_fire_at=func.coalesce(bindparam("b_fired_at", type_=UTCDateTime()),
+                                       _schedules.c.last_fire_at),
+            fire_count=_schedules.c.fire_count + bindparam("b_fired"),
+            skipped_count=_schedules.c.skipped_count + bindparam("b_skipped"),
+            # Firing is not an edit: keep updated_at for people's changes.
+            updated_at=_schedules.c.updated_at)
+)
+
+
+@dataclass
+class _Due:
+    row: Any
+    plan: timing.FirePlan
+
+    def claim_params(self) -> dict[str, Any]:
+        return {"b_id": self.row.id, "b_due": self.row.next_fire_at,
+                "b_next": self.plan.next_fire_at, "b_fired_at": self.plan.fire_at,
+                "b_fired": 1 if self.plan.fire_at else 0, "b_skipped": self.plan.skipped}
+
+    def command(self, now: datetime) -> dict[str, Any]:
+        row, due = self.row, self.plan.fire_at
+        return {"device_id": row.device_id, "action": row.action, "payload": row.payload or {},
+                "status": CommandStatus.queued, "source": CommandSource.schedule,
+                "schedule_id": row.id, "due_at": due, "created_at": now,
+                "expires_at": due + timedelta(seconds=row.command_ttl_seconds), "attempts": 0}
+
+
+@dataclass
+class _Tally:
+    fired: int = 0
+    skipped: int = 0
+    lag_seconds: float = 0.0
+
+    def add(self, due: _Due, now: datetime, fired: bool) -> None:
+        self.fired += int(fired)
+        self.skipped += due.plan.skipped
+        self.lag_seconds = max(self.lag_seconds, (now - due.row.next_fire_at).total_seconds())
+
+
+def tick(now: datetime | None = None) -> int:
+    """Run one pass at ``now``: fire due schedules, expire stale commands, record the pass.
+
+    Returns how many commands were created. Commits its own work (the scheduler is an edge).
+    Raises OperationalError/InterfaceError when the database is unreachable.
+    """
+    now = now or utcnow()
+    started = time.monotonic()
+    tally = _Tally()
+    last_id = 0
+    while rows := _due_batch(now, last_id):
+        last_id = rows[-1].id
+        _fire_batch(_plan(rows, now), now, tally)
+    expired = _expire_commands(now)
+    finished = now + timedelta(seconds=time.monotonic() - started)
+    db.session.execute(insert(SchedulerPass.__table__).values(
+        started_at=now, finished_at=finished, fired=tally.fired, skipped=tally.skipped,
+        expired=expired, lag_seconds=round(tally.lag_seconds, 3), host=_host()))
+    db.session.execute(delete(SchedulerPass.__table__)
+                       .where(SchedulerPass.__table__.c.started_at < now - PASS_HISTORY))
+    db.session.commit()
+    return tally.fired
+
+
+def _host() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"[:200]
+
+
+def _due_batch(now: datetime, last_id: int) -> Sequence[Any]:
+    """The next batch of due schedules by id (each is visited at most once per pass)."""
+    query = (select(_schedules)
+             .where(_schedules.c.enabled.is_(True), _schedules.c.next_fire_at <= now,
+                    _schedules.c.id > last_id)
+             .order_by(_schedules.c.id)
+             .limit(BATCH_SIZE))
+    if db.session.get_bind().dialect.name == "postgresql":
+        # Rows another process is working on are skipped: it owns them for this pass.
+        query = query.with_for_update(skip_locked=True)
+    return db.session.execute(query).all()
+
+
+def _plan(rows: Sequence[Any], now: datetime) -> list[_Due]:
+    planned = []
+    for row in rows:
+        try:
+            plan = timing.plan_fire(spec_of(row), row.next_fire_at, now,
+                                    row.misfire_grace_seconds)
+        except Exception:  # one broken schedule must not stop the others
+            log.exception("schedule %s: cannot compute its due times; left as it is", row.id)
+            continue
+        planned.append(_Due(row, plan))
+    return planned
+
+
+def _fire_batch(batch: list[_Due], now: datetime, tally: _Tally) -> None:
+    """Claim and fire a batch in one transaction; on any contention, one schedule at a time."""
+    if not batch:
+        db.session.rollback()  # release the SKIP LOCKED row locks
+        return
+    try:
+        claimed = db.session.execute(_CLAIM, [due.claim_params() for due in batch]).rowcount
+        if claimed != len(batch):
+            raise _Contended(f"claimed {claimed} of {len(batch)}")
+        commands = [due.command(now) for due in batch if due.plan.fire_at is not None]
+        if commands:
+            db.session.execute(insert(_commands), commands)
+        db.session.commit()
+    except DATABASE_DOWN:
+        db.session.rollback()
+        raise
+    except (_Contended, IntegrityError) as exc:
+        db.session.rollback()
+        log.info("batch of %d fell back to one-by-one: %s", len(batch), exc)
+        for due in batch:
+            _fire_one(due, now, tally)
+        return
+    for due in batch:
+        tally.add(due, now, fired=due.plan.fire_at is not None)
+
+
+class _Contended(Exception):
+    """Another process claimed part of the batch first."""
+
+
+def _fire_one(due: _Due, now: datetime, tally: _Tally) -> None:
+    try:
+        if not _claim_one(due):
+            return
+        fired = False
+        if due.plan.fire_at is not None:
+            try:
+                db.session.execute(insert(_commands), [due.command(now)])
+                fired = True
+            except IntegrityError:
+                # The final guard: this due time already has its command. Keep the claim.
+                db.session.rollback()
+                log.warning("schedule %s: due time %s already fired", due.row.id,
+                            due.plan.fire_at.isoformat())
+                if not _claim_one(due):
+                    return
+        db.session.commit()
+        tally.add(due, now, fired)
+    except DATABASE_DOWN:
+        db.session.rollback()
+        raise
+    except Exception:  # log it, move this schedule on, keep going
+        db.session.rollback()
+        log.exception("schedule %s: firing failed", due.row.id)
+
+
+def _claim_one(due: _Due) -> bool:
+    """Advance the schedule only if it still holds the due time read: True = this process won."""
+    if db.session.execute(_CLAIM, due.claim_params()).rowcount == 1:
+        return True
+    db.session.rollback()
+    return False
+
+
+def _expire_commands(now: datetime) -> int:
+    """Queued or delivered commands past ``expires_at`` become expired; returns how many."""
+    result = db.session.execute(
+        update(_commands)
+        .where(_commands.c.status.in_([CommandStatus.queued, CommandStatus.delivered]),
+               _commands.c.expires_at <= now)
+        .values(status=CommandStatus.expired, finished_at=now, lease_expires_at=None)
+    )
+    return result.rowcount
+
+
+def next_due_at() -> datetime | None:
+    """The earliest stored due time of any enabled schedule."""
+    return db.session.execute(
+        select(func.min(_schedules.c.next_fire_at)).where(_schedules.c.enabled.is_(True))
+    ).scalar()
+
+
+def seconds_to_sleep(now: datetime, next_due: datetime | None, interval: float) -> float:
+    """Sleep until the next due time, at most ``interval``.
+
+    A due time already behind us (a schedule another process holds, or one that failed) waits
+    up to a second rather than spinning.
+    """
+    if next_due is None:
+        return interval
+    if next_due <= now:
+        return min(1.0, interval)
+    return min(interval, (next_due - now).total_seconds())
+
+
+def run(interval: float = 10.0, stop: threading.Event | None = None) -> None:
+    """Run passes until SIGTERM/SIGINT (or ``stop`` is set); the current pass always finishes.
+
+    A lost database connection is retried with exponential back-off up to a minute.
+    """
+    stop = stop or threading.Event()
+    restore = _on_signals(stop)
+    backoff = 1.0
+    try:
+        while not stop.is_set():
+            try:
+                fired = tick(utcnow())
+                if fired:
+                    log.info("pass fired %d command(s)", fired)
+                wait = seconds_to_sleep(utcnow(), next_due_at(), interval)
+                db.session.commit()
+                backoff = 1.0
+            except DATABASE_DOWN as exc:
+                _reset_session()
+                log.warning("database unavailable (%s); retrying in %.0f s",
+                            exc.__class__.__name__, backoff)
+                wait, backoff = backoff, min(backoff * 2, MAX_BACKOFF_SECONDS)
+            stop.wait(wait)
+    finally:
+        restore()
+        db.session.remove()
+
+
+def _reset_session() -> None:
+    try:
+        db.session.rollback()
+    except Exception:  # the connection may be gone already; the pool hands out a new one
+        pass
+    db.session.remove()
+
+
+def _on_signals(stop: threading.Event):
+    """Make SIGTERM and SIGINT set ``stop``; return a function that restores the old handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def handle(signum, _frame):
+        log.info("signal %s: finishing the pass, then stopping", signum)
+        stop.set()
+
+    for sig in previous:
+        signal.signal(sig, handle)
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore
