@@ -89,12 +89,9 @@ def register_hooks(app: Flask) -> None:
             "admin" if request.path.startswith("/admin") else "web")
         audit.set_origin(via, request.remote_addr or "")
 
-    @app.after_request
-    def _security_headers(response):
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        return response
+    from portal.headers import init_headers
+
+    init_headers(app)
 
     @app.get("/")
     def index():

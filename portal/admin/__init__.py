@@ -31,6 +31,7 @@ def init_admin(app: Flask) -> Admin:
     from portal.admin.people import AuditView, TokenView, UserView
     from portal.admin.records import CommandView, ReadingView
     from portal.admin.base import localtime
+    from portal.headers import csp_nonce
     from portal.admin.schedules import ScheduleView
 
     app.add_template_filter(localtime, "localtime")
@@ -42,6 +43,7 @@ def init_admin(app: Flask) -> Admin:
         index_view=PortalIndexView(name="Dashboard", url="/admin", menu_icon_type="fa",
                                    menu_icon_value="fa-tachometer"),
         theme=Bootstrap4Theme(base_template="admin/portal_master.html", swatch="default"),
+        csp_nonce_generator=csp_nonce,
     )
     session = db  # Flask-Admin 2 takes the db object
     admin.add_view(DeviceView(Device, session, name="Devices", endpoint="devices"))

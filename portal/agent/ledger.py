@@ -52,7 +52,7 @@ class CommandLedger:
         cursor = self._conn.execute(
             "INSERT OR IGNORE INTO commands (id, action, status, started_at)"
             " VALUES (?, ?, 'running', ?)", (command_id, action, time.time()))
-        return True
+        return cursor.rowcount == 1
 
     def finish(self, outcome: Outcome) -> None:
         self._conn.execute("UPDATE commands SET status = ?, result = ? WHERE id = ?",

@@ -62,6 +62,10 @@ class Agent:
             log.warning("portal unavailable (%s); %d readings buffered; retrying in %.1fs",
                         exc, len(self.queue), delay)
             return delay
+        except Exception:  # the loop's boundary: a surprise answer must not end the agent
+            delay = self.backoff.next_delay()
+            log.exception("sync failed; retrying in %.1fs", delay)
+            return delay
         if self.backoff.failures:
             log.info("portal reachable again")
         self.backoff.reset()

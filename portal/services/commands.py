@@ -1,18 +1,30 @@
-"""Commands: sending them to devices and cancelling them (the device side lands with the API)."""
+"""Commands: sending, listing and cancelling them; a device's poll, its results; expiry.
+
+Every status change that can race (two polls, a poll and a result, a result and a cancel, the
+scheduler's expiry pass) is a conditional UPDATE on the status read, so exactly one side wins.
+"""
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
+
+from sqlalchemy import Row, and_, or_, select, update
 
 from portal.extensions import db
 from portal.models import Command, CommandSource, CommandStatus, Device, User, utcnow
 from portal.services import audit
-from portal.services.access import check_change, get_device_for, may_see_device
+from portal.services.access import check_change, get_device_for, may_see_device, scope
 from portal.services.errors import Conflict, InvalidInput, NotFound
 
 ACTION_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 MAX_EXPIRES_IN = 30 * 24 * 3600
+LEASE_SECONDS = 60
+MAX_ATTEMPTS = 5
+OPEN = (CommandStatus.queued, CommandStatus.delivered)
+RESULT_STATUSES = (CommandStatus.succeeded, CommandStatus.failed)
+# An ORM UPDATE that leaves loaded objects alone: the rows it touches are re-read when needed.
+_PLAIN = {"synchronize_session": False}
 COMMAND_FIELDS = ("device_id", "action", "payload", "status", "expires_at")
 
 
@@ -87,11 +99,150 @@ def cancel_command(actor: User | None, command: Command) -> Command:
     """Cancel a queued or delivered command; any other status is a Conflict."""
     if actor is not None:
         check_change(actor, command.device)
-    if not command.status.is_open:
+    before = command.status.value
+    now = utcnow()
+    changed = db.session.execute(
+        update(Command).where(Command.id == command.id, Command.status.in_(OPEN))
+        .values(status=CommandStatus.cancelled, finished_at=now, lease_expires_at=None),
+        execution_options=_PLAIN,
+    ).rowcount
+    db.session.refresh(command)
+    if not changed:
         raise Conflict(f"Command {command.id} is {command.status.value}; only queued or "
                        "delivered commands can be cancelled.", code="not_cancellable")
-    before = command.status.value
-    command.status = CommandStatus.cancelled
-    command.finished_at = utcnow()
     audit.record(actor, "cancel", command, {"status": [before, "cancelled"]})
     return command
+
+
+def list_commands(user: User, *, status: CommandStatus | None = None,
+                  device_id: int | None = None, limit: int = 50,
+                  before_id: int | None = None) -> list[Command]:
+    """Commands on devices the user may see, newest first; ``before_id`` is the keyset."""
+    query = scope(select(Command), user, Command.device_id)
+    if status is not None:
+        query = query.where(Command.status == status)
+    if device_id is not None:
+        query = query.where(Command.device_id == device_id)
+    if before_id is not None:
+        query = query.where(Command.id < before_id)
+    query = query.order_by(Command.id.desc()).limit(limit)
+    return list(db.session.execute(query).scalars())
+
+
+_POLL_COLUMNS = (Command.id, Command.status, Command.attempts, Command.action, Command.payload,
+                 Command.created_at, Command.expires_at)
+
+
+def poll_commands(device: Device, limit: int = 10, now: datetime | None = None,
+                  lease_seconds: int = LEASE_SECONDS,
+                  max_attempts: int = MAX_ATTEMPTS) -> list[Row]:
+    """Hand out up to ``limit`` of the device's commands, oldest first, and mark them delivered.
+
+    A command is handed out when it is queued, or delivered with its lease run out; each
+    hand-out adds one to ``attempts`` and leases it for ``lease_seconds``. On the way, commands
+    past ``expires_at`` become expired, and a lapsed lease after ``max_attempts`` hand-outs
+    becomes failed with reason ``no_result``. Two concurrent polls never hand out the same
+    command: each claim is an UPDATE conditional on the status and attempts read.
+    Returns rows with ``id, action, payload, created_at, expires_at``.
+    """
+    now = now or utcnow()
+    handed: list[Row] = []
+    after_id = 0
+    while len(handed) < limit:
+        wanted = limit - len(handed)
+        rows = db.session.execute(
+            select(*_POLL_COLUMNS)
+            .where(Command.device_id == device.id, Command.id > after_id,
+                   or_(Command.status == CommandStatus.queued,
+                       and_(Command.status == CommandStatus.delivered,
+                            Command.lease_expires_at <= now)))
+            .order_by(Command.id).limit(wanted)
+        ).all()
+        handed += [row for row in rows if _claim(row, now, lease_seconds, max_attempts)]
+        if len(rows) < wanted:
+            break
+        after_id = rows[-1].id
+    return handed
+
+
+def _claim(row: Row, now: datetime, lease_seconds: int, max_attempts: int) -> bool:
+    if row.expires_at <= now:
+        _close(row, CommandStatus.expired, now)
+        return False
+    if row.attempts >= max_attempts:
+        _close(row, CommandStatus.failed, now, reason="no_result")
+        return False
+    return _update_as_read(row, status=CommandStatus.delivered, attempts=row.attempts + 1,
+                           delivered_at=now,
+                           lease_expires_at=now + timedelta(seconds=lease_seconds))
+
+
+def _close(row: Row, status: CommandStatus, now: datetime, reason: str | None = None) -> bool:
+    return _update_as_read(row, status=status, finished_at=now, lease_expires_at=None,
+                           reason=reason)
+
+
+def _update_as_read(row: Row, **values: Any) -> bool:
+    """Apply ``values`` only if the command still has the status and attempts read."""
+    return db.session.execute(
+        update(Command).where(Command.id == row.id, Command.status == row.status,
+                              Command.attempts == row.attempts).values(**values),
+        execution_options=_PLAIN,
+    ).rowcount == 1
+
+
+def report_result(device: Device, command_id: int, status: CommandStatus | str,
+                  result: dict[str, Any] | None = None, now: datetime | None = None) -> Command:
+    """Record a device's result for one of its commands.
+
+    Idempotent: repeating a report that already holds is harmless. Raises NotFound for a
+    command of another device (or none), Conflict when the command already ended otherwise
+    (cancelled, expired, failed for lack of a result, or the other result), InvalidInput
+    for a status other than succeeded/failed or a result that is not an object.
+    """
+    try:
+        status = CommandStatus(status)
+    except ValueError:
+        status = None
+    if status not in RESULT_STATUSES:
+        raise InvalidInput(fields={"status": "succeeded or failed."})
+    result = validate_payload(result, "result")
+    changed = db.session.execute(
+        update(Command).where(Command.id == command_id, Command.device_id == device.id,
+                              Command.status.in_(OPEN))
+        .values(status=status, result=result, finished_at=now or utcnow(),
+                lease_expires_at=None),
+        execution_options=_PLAIN,
+    ).rowcount
+    command = db.session.execute(
+        select(Command).where(Command.id == command_id)
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+    if command is None or command.device_id != device.id:
+        raise NotFound("No such command.")
+    if changed or command.status is status:
+        return command
+    raise Conflict(f"Command {command_id} is already {command.status.value}.",
+                   code="already_finished")
+
+
+def expire_commands(now: datetime, max_attempts: int = MAX_ATTEMPTS) -> int:
+    """Close open commands past ``expires_at`` (expired) and delivered ones whose last lease
+    ran out after ``max_attempts`` hand-outs (failed, ``no_result``); return how many.
+
+    Safe to run from several scheduler processes at once: each UPDATE only moves open rows.
+    """
+    expired = db.session.execute(
+        update(Command).where(Command.status.in_(OPEN), Command.expires_at <= now)
+        .values(status=CommandStatus.expired, finished_at=now, lease_expires_at=None),
+        execution_options=_PLAIN,
+    ).rowcount
+    failed = db.session.execute(
+        update(Command).where(Command.status == CommandStatus.delivered,
+                              Command.lease_expires_at <= now,
+                              Command.attempts >= max_attempts)
+        .values(status=CommandStatus.failed, reason="no_result", finished_at=now,
+                lease_expires_at=None),
+        execution_options=_PLAIN,
+    ).rowcount
+    return (expired or 0) + (failed or 0)

@@ -1,10 +1,17 @@
 /* Portal: small behaviours without inline script (so the CSP can forbid it). */
-(function () {
+document.addEventListener("DOMContentLoaded", function () {
   "use strict";
 
   document.querySelectorAll("form[data-confirm]").forEach(function (form) {
     form.addEventListener("submit", function (event) {
       if (!window.confirm(form.getAttribute("data-confirm"))) { event.preventDefault(); }
+    });
+  });
+
+  document.querySelectorAll("[data-action]").forEach(function (link) {
+    link.addEventListener("click", function (event) {
+      event.preventDefault();
+      if (window.modelActions) { window.modelActions.execute(link.getAttribute("data-action")); }
     });
   });
 
@@ -45,4 +52,4 @@
       }, [s.t, s.avg, s.min, s.max], box);
     });
   }
-})();
+});

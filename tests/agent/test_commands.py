@@ -142,3 +142,13 @@ def test_handler_that_raises_is_reported_failed_with_the_error(tmp_path):
 def test_handler_return_value_becomes_a_json_object(tmp_path, returned, result):
     outcome = make_agent(tmp_path, StubPortal(), lambda a, p: returned).handle(COMMAND)
     assert (outcome.status, outcome.result) == ("succeeded", result)
+
+
+class RefusingPortal(StubPortal):
+    def poll(self, limit):
+        raise Rejected(422, {"error": {"code": "validation_error", "message": "limit"}})
+
+
+def test_refused_poll_backs_off_instead_of_ending_the_agent(tmp_path):
+    agent = make_agent(tmp_path, RefusingPortal(), CountingHandler())
+    assert agent.run_once() is False

@@ -15,7 +15,7 @@ def test_operator_manages_a_device_from_login_to_logout(page, live_server):
     expect(page).to_have_url(f"{live_server}/admin/")
     expect(page.get_by_test_id("current-user")).to_contain_text("oscar")
 
-    page.get_by_role("link", name="Devices").click()
+    page.get_by_role("link", name="Devices", exact=True).click()
     page.get_by_role("link", name="Create", exact=True).click()
     page.get_by_label("Name").fill("greenhouse-esp32")
     page.get_by_label("Kind").fill("esp32")

@@ -1,0 +1,84 @@
+"""Safe retries: the first answer to an ``Idempotency-Key`` request, replayed for 24 hours.
+
+The edge asks ``check_replay`` before acting and ``remember``s the answer in the same
+transaction as the action, so either both are stored or neither. Two racing requests with the
+same key meet at the unique index on ``(caller, key)``: the loser rolls back and replays.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
+
+from sqlalchemy import delete, select
+
+from portal.extensions import db
+from portal.models import IdempotencyRecord
+from portal.services.errors import Conflict, InvalidInput
+
+WINDOW = timedelta(hours=24)
+KEY_RE = re.compile(r"^[\x20-\x7e]{1,128}$")
+KEY_FIELD = "Idempotency-Key"
+
+
+class Replay(NamedTuple):
+    status: int
+    body: Any
+
+
+def validate_key(key: str) -> str:
+    """Return the key, or raise InvalidInput: 1-128 printable ASCII characters."""
+    if not KEY_RE.match(key):
+        raise InvalidInput(fields={KEY_FIELD: "1 to 128 printable ASCII characters."})
+    return key
+
+
+def fingerprint(*parts: bytes | str) -> str:
+    """A hash of what makes two requests "the same" (method, path, body)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode("utf-8", "surrogateescape") if isinstance(part, str) else part)
+        digest.update(b"\x00")
+    return digest.hexdigest()
+
+
+def check_replay(caller: str, key: str, request_hash: str, now: datetime) -> Replay | None:
+    """The stored answer for this caller's key, or None when the request is new.
+
+    Raises Conflict when the key was used within 24 h for a different request. A record older
+    than 24 h is dropped here, so the key can be used again.
+    """
+    record = db.session.execute(
+        select(IdempotencyRecord).where(IdempotencyRecord.caller == caller,
+                                        IdempotencyRecord.key == key)
+    ).scalar_one_or_none()
+    if record is None:
+        return None
+    if record.created_at <= now - WINDOW:
+        db.session.delete(record)
+        db.session.flush()
+        return None
+    if record.request_hash != request_hash:
+        raise Conflict("This Idempotency-Key was already used for a different request.",
+                       code="idempotency_key_reused")
+    return Replay(record.status_code, record.response_body)
+
+
+def remember(caller: str, key: str, request_hash: str, status: int, body: Any,
+             now: datetime) -> None:
+    """Store the first answer (add and flush; the edge commits with the action).
+
+    On a race the flush or the commit raises IntegrityError: roll back and ``check_replay``.
+    """
+    db.session.add(IdempotencyRecord(caller=caller, key=key, request_hash=request_hash,
+                                     status_code=status, response_body=body, created_at=now))
+    db.session.flush()
+
+
+def purge_expired(now: datetime) -> int:
+    """Delete records older than 24 h; return how many went."""
+    result = db.session.execute(
+        delete(IdempotencyRecord).where(IdempotencyRecord.created_at <= now - WINDOW)
+    )
+    return result.rowcount or 0

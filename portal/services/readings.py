@@ -1,0 +1,145 @@
+"""Readings: storing a device's batch (one INSERT, all or nothing) and reading them back."""
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime, timezone
+from functools import lru_cache
+from typing import Any, Callable, NamedTuple, Sequence
+
+from sqlalchemy import Row, insert, or_, select
+
+from portal.extensions import db
+from portal.models import Device, Reading, utcnow
+from portal.services.errors import InvalidInput
+
+METRIC_RE = re.compile(r"^[a-z0-9_.-]{1,64}$")
+MAX_BATCH = 1000
+EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_TABLE = Reading.__table__
+_COLUMNS = ("device_id", "metric", "value", "recorded_at")
+
+
+class ReadingInput(NamedTuple):
+    metric: Any
+    value: Any
+    ts: Any = None
+
+
+def _check_item(item: ReadingInput, now: datetime) -> tuple[tuple[str, float, datetime] | None,
+                                                            dict[str, str]]:
+    errors: dict[str, str] = {}
+    metric, value, ts = item
+    if not isinstance(metric, str) or not METRIC_RE.match(metric):
+        errors["metric"] = "1-64 characters: a-z, 0-9, _ . - (e.g. temperature)."
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        errors["value"] = "A finite number."
+    if ts is None:
+        ts = now
+    elif not isinstance(ts, datetime) or ts.tzinfo is None:
+        errors["ts"] = "An RFC 3339 time with a zone, e.g. 2026-11-22T10:00:00Z."
+    else:
+        try:
+            ts = ts.astimezone(timezone.utc)
+        except (OverflowError, ValueError):
+            ts = None
+        if ts is None or ts < EARLIEST:
+            errors["ts"] = "A time from 1970 on."
+    if errors:
+        return None, errors
+    return (metric, float(value), ts), {}
+
+
+def validate_readings(items: Sequence[ReadingInput], now: datetime,
+                      field: str = "readings") -> list[tuple[str, float, datetime]]:
+    """Check every item; return ``(metric, value, recorded_at)`` tuples in UTC.
+
+    Raises InvalidInput naming each bad item's field as ``readings.<index>.<field>``.
+    """
+    if not 1 <= len(items) <= MAX_BATCH:
+        raise InvalidInput(fields={field: f"From 1 to {MAX_BATCH} readings."})
+    clean: list[tuple[str, float, datetime]] = []
+    errors: dict[str, str] = {}
+    for index, item in enumerate(items):
+        row, item_errors = _check_item(ReadingInput(*item), now)
+        if item_errors:
+            errors.update({f"{field}.{index}.{name}": msg for name, msg in item_errors.items()})
+        else:
+            clean.append(row)
+    if errors:
+        raise InvalidInput(fields=errors)
+    return clean
+
+
+def record_readings(device: Device, items: Sequence[ReadingInput],
+                    now: datetime | None = None) -> int:
+    """Store a device's batch in one multi-row INSERT and return how many were stored.
+
+    All or nothing: any bad item raises InvalidInput (naming it) and nothing is written.
+    A reading without ``ts`` is stamped with ``now`` (UTC).
+    """
+    clean = validate_readings(items, now or utcnow())
+    _insert(device.id, clean)
+    return len(clean)
+
+
+def _insert(device_id: int, rows: list[tuple[str, float, datetime]]) -> None:
+    connection = db.session.connection()
+    dialect = connection.dialect
+    if dialect.paramstyle not in ("qmark", "format", "pyformat"):
+        connection.execute(insert(_TABLE), [dict(zip(_COLUMNS, (device_id, *row)))
+                                            for row in rows])
+        return
+    to_db = _time_processor(dialect)
+    params: list[Any] = []
+    for metric, value, recorded_at in rows:
+        params += (device_id, metric, value, to_db(recorded_at))
+    # One statement for the whole batch: a hand-built multi-row VALUES list is far cheaper
+    # than compiling an insert().values([...]) construct on every upload.
+    connection.exec_driver_sql(_insert_sql(dialect.paramstyle, len(rows)), tuple(params))
+
+
+@lru_cache(maxsize=8)
+def _insert_sql(paramstyle: str, count: int) -> str:
+    mark = "?" if paramstyle == "qmark" else "%s"
+    row = "(" + ", ".join([mark] * len(_COLUMNS)) + ")"
+    return (f"INSERT INTO {_TABLE.name} ({', '.join(_COLUMNS)}) VALUES "
+            + ", ".join([row] * count))
+
+
+_PROCESSORS: dict[str, Callable[[datetime], Any]] = {}
+
+
+def _time_processor(dialect) -> Callable[[datetime], Any]:
+    """The column type's own bind conversion, so stored times compare like ORM-written ones."""
+    processor = _PROCESSORS.get(dialect.name)
+    if processor is None:
+        column_type = _TABLE.c.recorded_at.type.dialect_impl(dialect)
+        processor = column_type.bind_processor(dialect) or (lambda value: value)
+        _PROCESSORS[dialect.name] = processor
+    return processor
+
+
+def list_readings(device: Device, *, metric: str | None = None, since: datetime | None = None,
+                  until: datetime | None = None, limit: int = 50,
+                  before: tuple[datetime, int] | None = None) -> list[Row]:
+    """A device's readings, newest first: rows of ``(id, metric, value, recorded_at)``.
+
+    ``since`` is inclusive, ``until`` exclusive; ``before`` is the keyset position
+    ``(recorded_at, id)`` of the last row already shown, so a deep page costs what page 1 does.
+    """
+    query = (select(Reading.id, Reading.metric, Reading.value, Reading.recorded_at)
+             .where(Reading.device_id == device.id))
+    if metric is not None:
+        query = query.where(Reading.metric == metric)
+    if since is not None:
+        query = query.where(Reading.recorded_at >= since)
+    if until is not None:
+        query = query.where(Reading.recorded_at < until)
+    if before is not None:
+        at, last_id = before
+        # The redundant "<=" gives the index a range to seek to; the OR breaks ties by id.
+        query = query.where(Reading.recorded_at <= at,
+                            or_(Reading.recorded_at < at, Reading.id < last_id))
+    query = query.order_by(Reading.recorded_at.desc(), Reading.id.desc()).limit(limit)
+    return list(db.session.execute(query))
