@@ -120,6 +120,8 @@ class SecureModelView(ModelView):
     device_column: str | None = None  # name of the model's column that holds the device id
     page_size = 50
     can_view_details = True
+    count_cap: int | None = None  # big tables set it, and simple_list_pager = True
+    list_template = "admin/model/portal_list.html"
     details_template = "admin/model_details.html"
     can_export = True
     export_types = ["csv"]
@@ -183,6 +185,19 @@ class SecureModelView(ModelView):
         if not self._writer():
             return False
         return super().is_action_allowed(name)
+
+    # ---- big tables: never count more than ``count_cap`` rows --------------------------------
+    def get_list(self, page, sort_column, sort_desc, search, filters, execute=True,
+                 page_size=None):
+        count, data = super().get_list(page, sort_column, sort_desc, search, filters,
+                                       execute, page_size)
+        if self.count_cap and execute:
+            # The same search and filters, limited to cap + 1 rows: the count stops there
+            # instead of scanning a million-row table on every page view.
+            _, capped = super().get_list(None, None, False, search, filters, execute=False,
+                                         page_size=self.count_cap + 1)
+            count = capped.count()
+        return count, data
 
     # ---- row scope ------------------------------------------------------------------------
     def scope(self, query):

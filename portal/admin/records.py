@@ -32,6 +32,8 @@ def _status_badge(view, context, model, name):
 
 class CommandView(SecureModelView):
     device_column = "device_id"
+    simple_list_pager = True
+    count_cap = 10_000
     supports_edit = False  # a command is immutable once sent; cancel it instead
     column_list = ("id", "device", "action", "status", "source", "attempts", "created_at",
                    "expires_at", "finished_at")
@@ -39,13 +41,14 @@ class CommandView(SecureModelView):
                            "due_at", "created_by", "attempts", "created_at", "delivered_at",
                            "expires_at", "finished_at", "reason", "result")
     column_export_list = column_details_list
-    column_filters = ("status", "source", "action", "created_at", "device.name")
+    column_filters = ("status", "source", "action", "created_at", "device_id", "device.name")
     column_searchable_list = ("action",)
     column_sortable_list = ("id", "action", "status", "created_at", "expires_at", "attempts")
     column_default_sort = ("id", True)
     column_formatters = {"status": _status_badge}
     column_labels = {"created_at": "Created", "expires_at": "Expires",
-                     "finished_at": "Finished", "delivered_at": "Delivered", "due_at": "Due"}
+                     "finished_at": "Finished", "delivered_at": "Delivered", "due_at": "Due",
+                     "device_id": "Device id"}
     form_columns = ("device", "action", "payload", "expires_in")
     form_extra_fields = {
         "device": QuerySelectField("Device", query_factory=changeable_devices,
@@ -84,12 +87,14 @@ class CommandView(SecureModelView):
 
 class ReadingView(SecureModelView):
     device_column = "device_id"
+    simple_list_pager = True
+    count_cap = 10_000
     supports_create = supports_edit = supports_delete = False
     can_view_details = False
     column_list = ("id", "device", "metric", "value", "recorded_at")
     column_export_list = column_list
-    column_filters = ("metric", "recorded_at", "device.name")
+    column_filters = ("metric", "recorded_at", "device_id", "device.name")
     column_sortable_list = ("id", "metric", "value", "recorded_at")
     column_default_sort = ("id", True)
-    column_labels = {"recorded_at": "Recorded"}
+    column_labels = {"recorded_at": "Recorded", "device_id": "Device id"}
     page_size = 50

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.orm.attributes import set_committed_value
@@ -152,3 +152,22 @@ def device_for_token(token: str, touch_seconds: int = 60) -> Device | None:
         )
         set_committed_value(device, "last_seen_at", now)
     return device
+
+
+def record_heartbeat(device: Device, firmware: str | None = None,
+                     now: datetime | None = None) -> None:
+    """Note that the device is alive now and, when it says, which firmware it runs.
+
+    One UPDATE; ``updated_at`` is left alone (it tracks changes people make).
+    Raises InvalidInput for a firmware string over 64 characters.
+    """
+    now = now or utcnow()
+    values: dict = {"last_seen_at": now, "updated_at": Device.updated_at}
+    if firmware is not None:
+        if len(firmware) > 64:
+            raise InvalidInput(fields={"firmware": "At most 64 characters."})
+        values["firmware"] = firmware
+    db.session.execute(update(Device).where(Device.id == device.id).values(**values))
+    for name in ("last_seen_at", "firmware"):
+        if name in values:
+            set_committed_value(device, name, values[name])

@@ -1,0 +1,193 @@
+"""Declaring an endpoint once: who may call it, what it takes and what it answers.
+
+``@route`` binds the view to the blueprint, authenticates the caller, parses the query string
+and body through their schemas, replays ``Idempotency-Key`` requests, turns the answer into
+JSON, commits, and records the endpoint in ``REGISTRY`` for the OpenAPI document.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal
+
+import orjson
+from flask import Response, request
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import IntegrityError
+from werkzeug.exceptions import UnsupportedMediaType
+
+from portal.api import bp
+from portal.api.auth import authenticate_device, authenticate_person
+from portal.api.errors import JSON_OPTIONS
+from portal.api.schemas import MAX_ID
+from portal.extensions import db, limiter
+from portal.models import utcnow
+from portal.services import idempotency
+from portal.services.errors import DomainError, InvalidInput, NotFound
+
+Auth = Literal["device", "person", "public"]
+FRIENDLY = {
+    "extra_forbidden": "Unknown field.",
+    "missing": "This field is required.",
+}
+
+
+class InvalidJson(DomainError):
+    code = "invalid_json"
+    status = 400
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    path: str
+    method: str
+    name: str
+    summary: str
+    tag: str
+    auth: Auth
+    responses: dict[int, type[BaseModel] | None]
+    body: type[BaseModel] | None = None
+    body_required: bool = True
+    query: type[BaseModel] | None = None
+    idempotent: bool = False
+    description: str = ""
+    errors: tuple[int, ...] = field(default=())
+
+
+REGISTRY: list[Endpoint] = []
+
+
+def route(path: str, method: str = "GET", *, auth: Auth = "person", summary: str, tag: str,
+          responses: dict[int, type[BaseModel] | None], body: type[BaseModel] | None = None,
+          body_required: bool = True, query: type[BaseModel] | None = None,
+          idempotent: bool = False, errors: tuple[int, ...] = ()) -> Callable:
+    """Register ``view`` at ``path``; it is called with the path's values plus ``device`` or
+    ``user`` (the caller), ``query`` and ``body`` (parsed models) as it declares."""
+
+    def decorate(view: Callable) -> Callable:
+        endpoint = Endpoint(path=path, method=method, name=view.__name__, summary=summary,
+                            tag=tag, auth=auth, responses=responses, body=body,
+                            body_required=body_required, query=query, idempotent=idempotent,
+                            description=(view.__doc__ or "").strip(), errors=errors)
+        REGISTRY.append(endpoint)
+
+        @functools.wraps(view)
+        def handle(**path_values: Any) -> Response:
+            return _handle(endpoint, view, path_values)
+
+        rule = path.replace("{", "<int:").replace("}", ">")
+        if auth == "device":
+            # Device endpoints are never rate-limited: a fleet shares few addresses.
+            handle = limiter.exempt(handle)
+        bp.add_url_rule(rule, endpoint=view.__name__, view_func=handle, methods=[method])
+        return view
+
+    return decorate
+
+
+def _handle(endpoint: Endpoint, view: Callable, path_values: dict[str, Any]) -> Response:
+    for value in path_values.values():
+        if not 1 <= value <= MAX_ID:
+            raise NotFound("Not found.")
+    kwargs = dict(path_values)
+    caller_key = None
+    if endpoint.auth == "device":
+        kwargs["device"] = authenticate_device()
+        caller_key = f"device:{kwargs['device'].id}"
+    elif endpoint.auth == "person":
+        kwargs["user"] = authenticate_person()
+        caller_key = f"user:{kwargs['user'].id}"
+    if endpoint.query is not None:
+        kwargs["query"] = parse_query(endpoint.query)
+    if endpoint.body is not None:
+        kwargs["body"] = parse_body(endpoint.body, endpoint.body_required)
+    key = request.headers.get("Idempotency-Key") if endpoint.idempotent else None
+    if key is not None:
+        return _idempotent(caller_key, key, lambda: view(**kwargs))
+    status, payload = _render(view(**kwargs))
+    if endpoint.method != "GET" or endpoint.auth == "device":
+        db.session.commit()
+    return _response(status, payload)
+
+
+def parse_query(model: type[BaseModel]) -> BaseModel:
+    try:
+        return model.model_validate(request.args.to_dict())
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+
+
+def parse_body(model: type[BaseModel], required: bool = True) -> BaseModel:
+    """The body as ``model``: 413 too large, 415 not JSON, 400 malformed, 422 bad values."""
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        if required:
+            raise InvalidJson("A JSON body is required.")
+        return model()
+    if request.mimetype != "application/json":
+        raise UnsupportedMediaType()
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+
+
+def _invalid(exc: ValidationError) -> DomainError:
+    fields: dict[str, str] = {}
+    for error in exc.errors(include_url=False, include_context=False, include_input=False):
+        if error["type"] == "json_invalid":
+            return InvalidJson("The body is not valid JSON: " + error["msg"].split(": ", 1)[-1])
+        name = ".".join(str(part) for part in error["loc"]) or "body"
+        fields.setdefault(name, FRIENDLY.get(error["type"], error["msg"]))
+    return InvalidInput(fields=fields)
+
+
+def _render(rv: Any) -> tuple[int, bytes | None]:
+    status = 200
+    if isinstance(rv, tuple):
+        rv, status = rv
+    if rv is None:
+        return 204, None
+    if isinstance(rv, BaseModel):
+        return status, rv.model_dump_json().encode()
+    return status, orjson.dumps(rv, option=JSON_OPTIONS)
+
+
+def _response(status: int, payload: bytes | None, replayed: bool = False) -> Response:
+    if payload is None:
+        return Response(status=status)
+    response = Response(payload, status, mimetype="application/json")
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+def _idempotent(caller: str, key: str, call: Callable[[], Any]) -> Response:
+    """Run ``call`` once per caller and key; a repeat gets the first answer, nothing new."""
+    idempotency.validate_key(key)
+    request_hash = idempotency.fingerprint(request.method, request.path,
+                                           request.get_data(cache=True))
+    now = utcnow()
+    replay = idempotency.check_replay(caller, key, request_hash, now)
+    if replay is not None:
+        db.session.commit()
+        return _replayed(replay)
+    status, payload = _render(call())
+    try:
+        if 200 <= status < 300:
+            body = orjson.loads(payload) if payload is not None else None
+            idempotency.remember(caller, key, request_hash, status, body, now)
+        db.session.commit()
+    except IntegrityError:
+        # Another request with the same key won the race: drop our work, give its answer.
+        db.session.rollback()
+        replay = idempotency.check_replay(caller, key, request_hash, now)
+        if replay is None:
+            raise
+        return _replayed(replay)
+    return _response(status, payload)
+
+
+def _replayed(replay: idempotency.Replay) -> Response:
+    payload = None if replay.body is None else orjson.dumps(replay.body, option=JSON_OPTIONS)
+    return _response(replay.status, payload, replayed=True)

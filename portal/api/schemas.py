@@ -1,0 +1,344 @@
+"""The JSON shapes of the API: request bodies and query strings (validated), and answers.
+
+These models check shape and types only (an object, no unknown fields, finite numbers, real
+strings); the rules the admin needs too (name lengths, metric pattern, cron, time zones) live in
+``services/`` and ``scheduling/timing.py``. The OpenAPI document is generated from these models.
+"""
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
+
+from portal.models import Command, CommandSource, CommandStatus, Device, Reading, ScheduleKind
+from portal.services.readings import METRIC_RE
+
+MAX_ID = 2**63 - 1
+MAX_LIMIT = 500
+MAX_POLL = 100
+
+
+def _real_text(value: str) -> str:
+    # PostgreSQL refuses NUL in text and JSON; refuse it here, as a named bad field.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+def _plain_json(value: Any) -> Any:
+    """Reject what JSON columns cannot keep: NaN/Infinity and NUL characters, at any depth."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("numbers must be finite")
+        if isinstance(item, str):
+            _real_text(item)
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return value
+
+
+Text = Annotated[str, AfterValidator(_real_text)]
+JsonObject = Annotated[dict[str, JsonValue], AfterValidator(_plain_json)]
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+
+
+class Body(BaseModel):
+    """A request body: exact types, no unknown fields."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Query(BaseModel):
+    """A query string: values arrive as text and are converted; unknown names are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class Out(BaseModel):
+    """An answer."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+
+# ---- errors -------------------------------------------------------------------------------
+
+class ErrorDetail(Out):
+    code: str = Field(examples=["validation_error"])
+    message: str
+    fields: dict[str, str] | None = Field(
+        default=None, description="Only for validation errors: each bad field and why.")
+
+
+class ErrorOut(Out):
+    error: ErrorDetail
+
+
+# ---- lists --------------------------------------------------------------------------------
+
+class ListQuery(Query):
+    limit: int = Field(default=50, ge=1, le=MAX_LIMIT)
+    cursor: str | None = Field(default=None, description="next_cursor of the previous page.")
+
+
+T = TypeVar("T")
+
+
+class Page(Out, Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+
+
+# ---- the device's side ----------------------------------------------------------------------
+
+class HeartbeatIn(Body):
+    firmware: Annotated[Text, Field(max_length=64)] | None = None
+
+
+class HeartbeatOut(Out):
+    device_id: int
+    server_time: datetime
+
+
+class ReadingIn(Body):
+    metric: Annotated[str, Field(pattern=METRIC_RE.pattern, examples=["temperature"])]
+    value: Annotated[float, Field(allow_inf_nan=False, examples=[21.5])]
+    ts: AwareDatetime | None = Field(default=None, description="Default: the server's time.")
+
+
+class ReadingsIn(Body):
+    readings: Annotated[list[ReadingIn], Field(min_length=1, max_length=1000)]
+
+
+class AcceptedOut(Out):
+    accepted: int
+
+
+class PollQuery(Query):
+    limit: int = Field(default=10, ge=1, le=MAX_POLL)
+
+
+class DeviceCommandOut(Out):
+    id: int
+    action: str
+    payload: dict[str, Any]
+    created_at: datetime
+    expires_at: datetime
+
+
+class PollOut(Out):
+    commands: list[DeviceCommandOut]
+
+
+class ResultIn(Body):
+    status: Literal["succeeded", "failed"]
+    result: JsonObject | None = None
+
+
+class ResultOut(Out):
+    id: int
+    status: CommandStatus
+
+
+# ---- devices -----------------------------------------------------------------------------
+
+class DeviceIn(Body):
+    name: Text
+    kind: Text | None = None
+    location: Text | None = None
+    description: Text | None = None
+    enabled: bool = True
+    owner: Text | None = Field(default=None, description="User name of the owner (admin only; "
+                                                         "default: the caller).")
+
+
+class DevicePatch(Body):
+    name: Text | None = None
+    kind: Text | None = None
+    location: Text | None = None
+    description: Text | None = None
+    enabled: bool | None = None
+    owner: Text | None = Field(default=None, description="User name (admin only).")
+
+
+class DeviceOut(Out):
+    id: int
+    name: str
+    kind: str
+    location: str
+    description: str
+    enabled: bool
+    owner_id: int
+    owner: str
+    firmware: str | None
+    last_seen_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, device: Device) -> DeviceOut:
+        return cls.model_validate({
+            **{name: getattr(device, name) for name in cls.model_fields if name != "owner"},
+            "owner": device.owner.username,
+        })
+
+
+class DeviceWithTokenOut(DeviceOut):
+    token: str = Field(description="Shown once: store it on the device.")
+
+    @classmethod
+    def with_token(cls, device: Device, token: str) -> DeviceWithTokenOut:
+        return cls.model_validate({**DeviceOut.of(device).model_dump(), "token": token})
+
+
+class DevicePage(Page[DeviceOut]):
+    pass
+
+
+# ---- readings ----------------------------------------------------------------------------
+
+class ReadingsQuery(ListQuery):
+    metric: str | None = None
+    since: AwareDatetime | None = Field(default=None, description="Inclusive.")
+    until: AwareDatetime | None = Field(default=None, description="Exclusive.")
+
+
+class ReadingOut(Out):
+    id: int
+    metric: str
+    value: float
+    ts: datetime
+
+
+class ReadingPage(Page[ReadingOut]):
+    pass
+
+
+def reading_item(row: Reading) -> dict[str, Any]:
+    return {"id": row.id, "metric": row.metric, "value": row.value, "ts": row.recorded_at}
+
+
+# ---- commands ----------------------------------------------------------------------------
+
+class CommandIn(Body):
+    action: Annotated[Text, Field(examples=["relay.on"])]
+    payload: JsonObject | None = None
+    expires_in: int | None = Field(default=None, description="Seconds; default 3600.")
+
+
+class CommandsQuery(ListQuery):
+    status: CommandStatus | None = None
+    device_id: Id | None = None
+
+
+class DeviceCommandsQuery(ListQuery):
+    status: CommandStatus | None = None
+
+
+class CommandOut(Out):
+    id: int
+    device_id: int
+    action: str
+    payload: dict[str, Any]
+    status: CommandStatus
+    source: CommandSource
+    schedule_id: int | None
+    due_at: datetime | None
+    created_by_id: int | None
+    created_at: datetime
+    expires_at: datetime
+    delivered_at: datetime | None
+    attempts: int
+    finished_at: datetime | None
+    result: dict[str, Any] | None
+    reason: str | None
+
+    @classmethod
+    def of(cls, command: Command) -> CommandOut:
+        return cls.model_validate(command)
+
+
+class CommandPage(Page[CommandOut]):
+    pass
+
+
+# ---- schedules ---------------------------------------------------------------------------
+
+class ScheduleIn(Body):
+    name: Text
+    device_id: Id
+    action: Text
+    payload: JsonObject | None = None
+    cron: Annotated[Text, Field(examples=["0 7 * * 1-5"])] | None = None
+    interval_seconds: int | None = None
+    run_at: AwareDatetime | None = None
+    timezone: Annotated[Text, Field(examples=["Europe/Berlin"])] | None = None
+    enabled: bool = True
+    start_at: AwareDatetime | None = None
+    end_at: AwareDatetime | None = None
+    misfire_grace_seconds: int | None = None
+    command_ttl_seconds: int | None = None
+
+
+class SchedulePatch(Body):
+    name: Text | None = None
+    device_id: Id | None = None
+    action: Text | None = None
+    payload: JsonObject | None = None
+    cron: Text | None = None
+    interval_seconds: int | None = None
+    run_at: AwareDatetime | None = None
+    timezone: Text | None = None
+    enabled: bool | None = None
+    start_at: AwareDatetime | None = None
+    end_at: AwareDatetime | None = None
+    misfire_grace_seconds: int | None = None
+    command_ttl_seconds: int | None = None
+
+
+class ScheduleOut(Out):
+    id: int
+    name: str
+    device_id: int
+    action: str
+    payload: dict[str, Any]
+    kind: ScheduleKind
+    cron: str | None
+    interval_seconds: int | None
+    run_at: datetime | None
+    timezone: str
+    enabled: bool
+    start_at: datetime | None
+    end_at: datetime | None
+    misfire_grace_seconds: int
+    command_ttl_seconds: int
+    next_fire_at: datetime | None
+    last_fire_at: datetime | None
+    fire_count: int
+    skipped_count: int
+    description: str = Field(description="The schedule in words.")
+    created_at: datetime
+    updated_at: datetime
+
+
+class SchedulePage(Page[ScheduleOut]):
+    pass
+
+
+class NextQuery(Query):
+    count: int = Field(default=5, ge=1, le=50)
+
+
+class FireTime(Out):
+    utc: datetime
+    local: str = Field(description="RFC 3339 with the schedule's UTC offset.")
+
+
+class NextOut(Out):
+    items: list[FireTime]
