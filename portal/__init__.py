@@ -72,6 +72,9 @@ def register_blueprints(app: Flask) -> None:
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(health_bp)
+    from portal.api import init_api
+
+    init_api(app)
 
 
 def register_cli(app: Flask) -> None:

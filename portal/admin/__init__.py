@@ -30,6 +30,7 @@ def init_admin(app: Flask) -> Admin:
     from portal.admin.devices import DeviceView
     from portal.admin.people import AuditView, TokenView, UserView
     from portal.admin.records import CommandView, ReadingView
+    from portal.admin.account import AccountView
     from portal.admin.base import localtime
     from portal.headers import csp_nonce
     from portal.admin.schedules import ScheduleView
@@ -53,6 +54,7 @@ def init_admin(app: Flask) -> Admin:
     admin.add_view(UserView(User, session, name="Users", endpoint="users", category="Admin"))
     admin.add_view(TokenView(PersonalToken, session, name="Tokens", endpoint="tokens",
                              category="Admin"))
+    admin.add_view(AccountView(name="My account", endpoint="account", url="/admin/account"))
     admin.add_view(AuditView(AuditEvent, session, name="Audit log", endpoint="audit",
                              category="Admin"))
     return admin

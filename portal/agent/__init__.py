@@ -1,0 +1,1 @@
+"""portal-agent: the device side of the portal (plain requests, no Flask): readings, commands, retries."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import os
 import signal
@@ -36,8 +37,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="device token (default: $PORTAL_AGENT_TOKEN)")
     p.add_argument("--interval", type=float, default=10.0,
                    help="seconds between samples and syncs (default 10)")
-    p.add_argument("--state-dir", default=os.path.expanduser("~/.portal-agent"),
-                   help="buffer and command memory (default ~/.portal-agent)")
+    p.add_argument("--state-dir", help="buffer and command memory (default: a folder under "
+                   "~/.portal-agent for this portal and token; keep it when rotating the token)")
     p.add_argument("--source", default="simulated",
                    help="readings: 'simulated' or module:callable (default simulated)")
     p.add_argument("--handler", default="log",
@@ -55,7 +56,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("a device token is required: --token or PORTAL_AGENT_TOKEN")
     if args.interval <= 0 or args.max_backoff < 1:
         p.error("--interval must be > 0 and --max-backoff >= 1")
+    args.state_dir = args.state_dir or default_state_dir(args.url, args.token)
     return args
+
+
+def default_state_dir(url: str, token: str) -> str:
+    """One folder per portal and device: command ids start again at 1 in a fresh portal
+    database, and an agent must not take those for commands it already ran."""
+    digest = hashlib.sha256(f"{url.rstrip('/')}\n{token}".encode()).hexdigest()[:16]
+    return os.path.join(os.path.expanduser("~"), ".portal-agent", digest)
 
 
 def _lock(state_dir: str):

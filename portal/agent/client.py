@@ -61,6 +61,10 @@ class PortalClient:
         try:
             response = self.session.request(method, self.base + path, timeout=self.timeout,
                                             **kwargs)
+        except requests.ConnectionError as exc:
+            raise Unavailable(f"{method} {path}: no connection to {self.base}") from exc
+        except requests.Timeout as exc:
+            raise Unavailable(f"{method} {path}: timed out") from exc
         except requests.RequestException as exc:
             raise Unavailable(f"{method} {path}: {exc.__class__.__name__}: {exc}") from exc
         try:

@@ -10,8 +10,8 @@ from flask import current_app, request
 from flask_login import current_user
 
 from portal.extensions import csrf
-from portal.models import Device, User
-from portal.services.devices import device_for_token
+from portal.models import User
+from portal.services.devices import DeviceRef, device_ref_for_token
 from portal.services.errors import DomainError
 from portal.services.tokens import DEVICE_PREFIX, PERSONAL_PREFIX, user_for_token
 
@@ -41,12 +41,13 @@ def _touch_seconds() -> int:
     return current_app.config["TOKEN_TOUCH_SECONDS"]
 
 
-def authenticate_device() -> Device:
-    """The enabled device whose token came with the request, or 401."""
+def authenticate_device() -> DeviceRef:
+    """The enabled device whose token came with the request (its id), or 401."""
     token = bearer_token()
     if token is None:
         raise NotAuthenticated("A device token is required.")
-    device = device_for_token(token, _touch_seconds()) if token.startswith(DEVICE_PREFIX) else None
+    device = (device_ref_for_token(token, _touch_seconds()) if token.startswith(DEVICE_PREFIX)
+              else None)
     if device is None:
         raise NotAuthenticated("The token is invalid, or the device is disabled.",
                                code="invalid_token")

@@ -18,13 +18,14 @@ from portal.api.schemas import (
     ResultIn,
     ResultOut,
 )
-from portal.models import Device, utcnow
+from portal.models import utcnow
 from portal.services import commands, devices, readings
+from portal.services.devices import DeviceRef
 
 
 @route("/device/heartbeat", "POST", auth="device", summary="Say the device is alive",
        tag="device", body=HeartbeatIn, body_required=False, responses={200: HeartbeatOut})
-def heartbeat(device: Device, body: HeartbeatIn):
+def heartbeat(device: DeviceRef, body: HeartbeatIn):
     """The body may be empty; ``firmware`` is stored when it changes."""
     now = utcnow()
     devices.record_heartbeat(device, firmware=body.firmware, now=now)
@@ -33,7 +34,7 @@ def heartbeat(device: Device, body: HeartbeatIn):
 
 @route("/device/readings", "POST", auth="device", summary="Upload readings", tag="device",
        body=ReadingsIn, responses={201: AcceptedOut}, idempotent=True)
-def upload_readings(device: Device, body: ReadingsIn):
+def upload_readings(device: DeviceRef, body: ReadingsIn):
     """1 to 1000 readings, all or nothing; a reading without ``ts`` gets the server's time."""
     items = [(r.metric, r.value, r.ts) for r in body.readings]
     return {"accepted": readings.record_readings(device, items, utcnow())}, 201
@@ -41,7 +42,7 @@ def upload_readings(device: Device, body: ReadingsIn):
 
 @route("/device/commands", auth="device", summary="Fetch commands to run", tag="device",
        query=PollQuery, responses={200: PollOut})
-def poll_commands(device: Device, query: PollQuery):
+def poll_commands(device: DeviceRef, query: PollQuery):
     """The listed commands become ``delivered`` and are leased to this device; one not
     answered within the lease is handed out again (at most 5 times in all)."""
     config = current_app.config
@@ -56,7 +57,7 @@ def poll_commands(device: Device, query: PollQuery):
 @route("/device/commands/{command_id}/result", "POST", auth="device", tag="device",
        summary="Report a command's result", body=ResultIn, responses={200: ResultOut},
        errors=(404, 409))
-def report_result(device: Device, command_id: int, body: ResultIn):
+def report_result(device: DeviceRef, command_id: int, body: ResultIn):
     """Repeating the same report is harmless; another device's command is 404."""
     command = commands.report_result(device, command_id, body.status, body.result)
     return {"id": command.id, "status": command.status.value}

@@ -60,7 +60,9 @@ def _rollback() -> None:
         current_app.logger.exception("rollback failed")
 
 
-def domain_error(exc: DomainError) -> Response:
+def domain_error(exc: DomainError):
+    if not is_api_request():
+        raise exc
     _rollback()
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
     return error_response(exc.status, exc.code, exc.message, exc.fields, headers=headers)
@@ -95,8 +97,9 @@ def _internal_error(_exc: Exception) -> Response:
     return error_response(500, "internal_error", "Something went wrong on the server.")
 
 
-def register_error_handlers(app: Flask, bp) -> None:
-    bp.register_error_handler(DomainError, domain_error)
-    # App-wide, because unknown routes and wrong methods never reach the blueprint.
+def register_error_handlers(app: Flask) -> None:
+    # App-wide (each handler checks the path), because unknown routes and wrong methods never
+    # reach the blueprint, and a blueprint takes no handlers once registered with an app.
+    app.register_error_handler(DomainError, domain_error)
     app.register_error_handler(HTTPException, http_error)
     app.register_error_handler(Exception, unexpected_error)

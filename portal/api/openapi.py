@@ -58,8 +58,6 @@ def _models(endpoints: list[Endpoint]) -> list[tuple[type[BaseModel], str]]:
     for ep in endpoints:
         if ep.body is not None:
             seen[(ep.body, "validation")] = None
-        if ep.query is not None:
-            seen[(ep.query, "validation")] = None
         for model in ep.responses.values():
             if model is not None:
                 seen[(model, "serialization")] = None
@@ -141,9 +139,8 @@ def _parameters(ep: Endpoint, components: dict) -> list[dict[str, Any]]:
         schema = ep.query.model_json_schema(ref_template=REF)
         required = set(schema.get("required", ()))
         for name, prop in schema["properties"].items():
-            prop = {k: v for k, v in prop.items() if k != "title"}
             params.append({"name": name, "in": "query", "required": name in required,
-                           "schema": prop})
+                           "schema": _query_schema(prop)})
         for name, sub in schema.get("$defs", {}).items():
             components.setdefault(name, sub)
     if ep.idempotent:
@@ -153,6 +150,16 @@ def _parameters(ep: Endpoint, components: dict) -> list[dict[str, Any]]:
                        "schema": {"type": "string", "minLength": 1, "maxLength": 128,
                                   "pattern": "^[\\x20-\\x7e]+$"}})
     return params
+
+
+def _query_schema(prop: dict[str, Any]) -> dict[str, Any]:
+    """A query value is absent rather than null: drop the null branch and a null default."""
+    prop = {k: v for k, v in prop.items() if k != "title" and not (k == "default" and v is None)}
+    branches = [b for b in prop.get("anyOf", ()) if b != {"type": "null"}]
+    if len(branches) == 1:
+        del prop["anyOf"]
+        prop.update(branches[0])
+    return prop
 
 
 @route("/openapi.json", auth="public", summary="This document", tag="meta",

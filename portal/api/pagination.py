@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Callable, Sequence, TypeVar
 
 import orjson
 
-from portal.api.schemas import MAX_ID
+from portal.api.schemas import MAX_BIG_ID, MAX_ID
 from portal.services.errors import InvalidInput
 
 T = TypeVar("T")
@@ -35,8 +35,8 @@ def _decode(cursor: str) -> list:
     return values
 
 
-def _id(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ID:
+def _id(value: Any, maximum: int = MAX_ID) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
         raise InvalidInput(fields={"cursor": BAD_CURSOR})
     return value
 
@@ -60,14 +60,16 @@ def decode_time_cursor(cursor: str | None) -> tuple[datetime, int] | None:
         raise InvalidInput(fields={"cursor": BAD_CURSOR})
     try:
         at = datetime.fromisoformat(values[0])
-    except ValueError:
+        if at.tzinfo is None:
+            raise ValueError("naive")
+        at = at.astimezone(timezone.utc)
+    except (ValueError, OverflowError):
         raise InvalidInput(fields={"cursor": BAD_CURSOR}) from None
-    if at.tzinfo is None:
-        raise InvalidInput(fields={"cursor": BAD_CURSOR})
-    return at, _id(values[1])
+    return at, _id(values[1], MAX_BIG_ID)
 
 
-def page(rows: Sequence[T], limit: int, key: Callable[[T], tuple]) -> tuple[Sequence[T], str | None]:
+def page(rows: Sequence[T], limit: int,
+         key: Callable[[T], tuple]) -> tuple[Sequence[T], str | None]:
     """Split ``limit + 1`` fetched rows into the page and the cursor to the next one."""
     if len(rows) <= limit:
         return rows, None

@@ -7,7 +7,7 @@ strings); the rules the admin needs too (name lengths, metric pattern, cron, tim
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
@@ -15,7 +15,9 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from portal.models import Command, CommandSource, CommandStatus, Device, Reading, ScheduleKind
 from portal.services.readings import METRIC_RE
 
-MAX_ID = 2**63 - 1
+# Ids are 32-bit on PostgreSQL (readings aside): a larger one would be a database error.
+MAX_ID = 2**31 - 1
+MAX_BIG_ID = 2**63 - 1
 MAX_LIMIT = 500
 MAX_POLL = 100
 
@@ -44,7 +46,15 @@ def _plain_json(value: Any) -> Any:
     return value
 
 
+def _utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(timezone.utc)
+    except (OverflowError, ValueError):  # year 1 or 9999 pushed out of range by the offset
+        raise ValueError("out of range once converted to UTC") from None
+
+
 Text = Annotated[str, AfterValidator(_real_text)]
+Instant = Annotated[AwareDatetime, AfterValidator(_utc)]
 JsonObject = Annotated[dict[str, JsonValue], AfterValidator(_plain_json)]
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 
@@ -109,7 +119,7 @@ class HeartbeatOut(Out):
 class ReadingIn(Body):
     metric: Annotated[str, Field(pattern=METRIC_RE.pattern, examples=["temperature"])]
     value: Annotated[float, Field(allow_inf_nan=False, examples=[21.5])]
-    ts: AwareDatetime | None = Field(default=None, description="Default: the server's time.")
+    ts: Instant | None = Field(default=None, description="Default: the server's time.")
 
 
 class ReadingsIn(Body):
@@ -205,8 +215,8 @@ class DevicePage(Page[DeviceOut]):
 
 class ReadingsQuery(ListQuery):
     metric: str | None = None
-    since: AwareDatetime | None = Field(default=None, description="Inclusive.")
-    until: AwareDatetime | None = Field(default=None, description="Exclusive.")
+    since: Instant | None = Field(default=None, description="Inclusive.")
+    until: Instant | None = Field(default=None, description="Exclusive.")
 
 
 class ReadingOut(Out):
@@ -277,11 +287,11 @@ class ScheduleIn(Body):
     payload: JsonObject | None = None
     cron: Annotated[Text, Field(examples=["0 7 * * 1-5"])] | None = None
     interval_seconds: int | None = None
-    run_at: AwareDatetime | None = None
+    run_at: Instant | None = None
     timezone: Annotated[Text, Field(examples=["Europe/Berlin"])] | None = None
     enabled: bool = True
-    start_at: AwareDatetime | None = None
-    end_at: AwareDatetime | None = None
+    start_at: Instant | None = None
+    end_at: Instant | None = None
     misfire_grace_seconds: int | None = None
     command_ttl_seconds: int | None = None
 
@@ -293,11 +303,11 @@ class SchedulePatch(Body):
     payload: JsonObject | None = None
     cron: Text | None = None
     interval_seconds: int | None = None
-    run_at: AwareDatetime | None = None
+    run_at: Instant | None = None
     timezone: Text | None = None
     enabled: bool | None = None
-    start_at: AwareDatetime | None = None
-    end_at: AwareDatetime | None = None
+    start_at: Instant | None = None
+    end_at: Instant | None = None
     misfire_grace_seconds: int | None = None
     command_ttl_seconds: int | None = None
 
@@ -325,6 +335,10 @@ class ScheduleOut(Out):
     description: str = Field(description="The schedule in words.")
     created_at: datetime
     updated_at: datetime
+
+
+class SchedulesQuery(ListQuery):
+    device_id: Id | None = None
 
 
 class SchedulePage(Page[ScheduleOut]):

@@ -14,11 +14,12 @@ import signal
 import socket
 import threading
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Sequence
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import String, bindparam, cast, delete, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
 from portal.extensions import db
@@ -38,6 +39,12 @@ DATABASE_DOWN = (OperationalError, InterfaceError)
 _schedules = Schedule.__table__
 _commands = Command.__table__
 
+# Columns a pass needs to plan; the command's action and payload are copied inside the database.
+_PLAN_COLUMNS = [_schedules.c[name] for name in (
+    "id", "kind", "cron", "interval_seconds", "run_at", "timezone", "start_at", "end_at",
+    "created_at", "next_fire_at", "misfire_grace_seconds")]
+
+# The claim: advance a schedule only if it still holds the due time this process read.
 _CLAIM = (
     update(_schedules)
     .where(_schedules.c.id == bindparam("b_id"),
@@ -52,23 +59,90 @@ _CLAIM = (
             updated_at=_schedules.c.updated_at)
 )
 
+# The usual case, with fewer parameters: fired on time, nothing skipped. (SET reads the old row,
+# so last_fire_at takes the due time being replaced.)
+_CLAIM_ON_TIME = (
+    update(_schedules)
+    .where(_schedules.c.id == bindparam("b_id"),
+           _schedules.c.next_fire_at == bindparam("b_due"),
+           _schedules.c.enabled.is_(True))
+    .values(next_fire_at=bindparam("b_next"), last_fire_at=_schedules.c.next_fire_at,
+            fire_count=_schedules.c.fire_count + 1, updated_at=_schedules.c.updated_at)
+)
+
 
 @dataclass
 class _Due:
     row: Any
     plan: timing.FirePlan
 
+    @property
+    def on_time(self) -> bool:
+        return self.plan.fire_at == self.row.next_fire_at and not self.plan.skipped
+
     def claim_params(self) -> dict[str, Any]:
+        if self.on_time:
+            return {"b_id": self.row.id, "b_due": self.row.next_fire_at,
+                    "b_next": self.plan.next_fire_at}
         return {"b_id": self.row.id, "b_due": self.row.next_fire_at,
                 "b_next": self.plan.next_fire_at, "b_fired_at": self.plan.fire_at,
                 "b_fired": 1 if self.plan.fire_at else 0, "b_skipped": self.plan.skipped}
 
-    def command(self, now: datetime) -> dict[str, Any]:
-        row, due = self.row, self.plan.fire_at
-        return {"device_id": row.device_id, "action": row.action, "payload": row.payload or {},
-                "status": CommandStatus.queued, "source": CommandSource.schedule,
-                "schedule_id": row.id, "due_at": due, "created_at": now,
-                "expires_at": due + timedelta(seconds=row.command_ttl_seconds), "attempts": 0}
+
+def _claim_group(ids: list[int], due: datetime, plan: timing.FirePlan):
+    """The claim for schedules that share a due time and a plan, as one statement."""
+    values: dict[str, Any] = {"next_fire_at": plan.next_fire_at,
+                              "skipped_count": _schedules.c.skipped_count + plan.skipped,
+                              "updated_at": _schedules.c.updated_at}
+    if plan.fire_at is not None:
+        values.update(last_fire_at=plan.fire_at, fire_count=_schedules.c.fire_count + 1)
+    return (update(_schedules)
+            .where(_schedules.c.id.in_(ids), _schedules.c.next_fire_at == due,
+                   _schedules.c.enabled.is_(True))
+            .values(**values))
+
+
+def _claim(batch: list[_Due]) -> int:
+    """Claim every schedule of the batch; returns how many this process won."""
+    groups: dict[tuple, list[_Due]] = defaultdict(list)
+    for due in batch:
+        groups[(due.row.next_fire_at, due.plan)].append(due)
+    on_time, late, claimed = [], [], 0
+    for (at, plan), members in groups.items():
+        if len(members) == 1:
+            (on_time if members[0].on_time else late).append(members[0].claim_params())
+        else:
+            ids = [due.row.id for due in members]
+            claimed += db.session.execute(_claim_group(ids, at, plan)).rowcount
+    for statement, params in ((_CLAIM_ON_TIME, on_time), (_CLAIM, late)):
+        if params:
+            claimed += db.session.execute(statement, params).rowcount
+    return claimed
+
+
+def _plus_seconds(instant, seconds, dialect: str):
+    if dialect == "sqlite":
+        # SQLAlchemy keeps SQLite instants as 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC): add whole
+        # seconds and put the same fraction back, so the text stays in that exact form.
+        shifted = func.strftime("%Y-%m-%d %H:%M:%S", instant,
+                                literal("+").concat(cast(seconds, String)).concat(" seconds"))
+        return shifted.concat(func.substr(instant, 20))
+    return instant + func.make_interval(0, 0, 0, 0, 0, 0, seconds)
+
+
+def _insert_commands(ids: list[int], now: datetime) -> None:
+    """Queue one command per claimed schedule, for the due time the claim just recorded."""
+    dialect = db.session.get_bind().dialect.name
+    due = _schedules.c.last_fire_at
+    rows = select(
+        _schedules.c.device_id, _schedules.c.action, _schedules.c.payload,
+        literal(CommandStatus.queued.value), literal(CommandSource.schedule.value),
+        _schedules.c.id, due, literal(now, UTCDateTime()),
+        _plus_seconds(due, _schedules.c.command_ttl_seconds, dialect), literal(0),
+    ).where(_schedules.c.id.in_(ids))
+    db.session.execute(insert(_commands).from_select(
+        ["device_id", "action", "payload", "status", "source", "schedule_id", "due_at",
+         "created_at", "expires_at", "attempts"], rows))
 
 
 @dataclass
@@ -113,7 +187,7 @@ def _host() -> str:
 
 def _due_batch(now: datetime, last_id: int) -> Sequence[Any]:
     """The next batch of due schedules by id (each is visited at most once per pass)."""
-    query = (select(_schedules)
+    query = (select(*_PLAN_COLUMNS)
              .where(_schedules.c.enabled.is_(True), _schedules.c.next_fire_at <= now,
                     _schedules.c.id > last_id)
              .order_by(_schedules.c.id)
@@ -143,19 +217,20 @@ def _fire_batch(batch: list[_Due], now: datetime, tally: _Tally) -> None:
         db.session.rollback()  # release the SKIP LOCKED row locks
         return
     try:
-        claimed = db.session.execute(_CLAIM, [due.claim_params() for due in batch]).rowcount
+        claimed = _claim(batch)
         if claimed != len(batch):
             raise _Contended(f"claimed {claimed} of {len(batch)}")
-        commands = [due.command(now) for due in batch if due.plan.fire_at is not None]
-        if commands:
-            db.session.execute(insert(_commands), commands)
+        fired = [due.row.id for due in batch if due.plan.fire_at is not None]
+        if fired:
+            _insert_commands(fired, now)
         db.session.commit()
     except DATABASE_DOWN:
         db.session.rollback()
         raise
-    except (_Contended, IntegrityError) as exc:
+    except Exception as exc:  # contention, the unique guard, or one bad row: go one by one
         db.session.rollback()
-        log.info("batch of %d fell back to one-by-one: %s", len(batch), exc)
+        level = logging.INFO if isinstance(exc, (_Contended, IntegrityError)) else logging.ERROR
+        log.log(level, "batch of %d fell back to one by one: %s", len(batch), exc)
         for due in batch:
             _fire_one(due, now, tally)
         return
@@ -174,7 +249,7 @@ def _fire_one(due: _Due, now: datetime, tally: _Tally) -> None:
         fired = False
         if due.plan.fire_at is not None:
             try:
-                db.session.execute(insert(_commands), [due.command(now)])
+                _insert_commands([due.row.id], now)
                 fired = True
             except IntegrityError:
                 # The final guard: this due time already has its command. Keep the claim.
@@ -195,7 +270,8 @@ def _fire_one(due: _Due, now: datetime, tally: _Tally) -> None:
 
 def _claim_one(due: _Due) -> bool:
     """Advance the schedule only if it still holds the due time read: True = this process won."""
-    if db.session.execute(_CLAIM, due.claim_params()).rowcount == 1:
+    statement = _CLAIM_ON_TIME if due.on_time else _CLAIM
+    if db.session.execute(statement, due.claim_params()).rowcount == 1:
         return True
     db.session.rollback()
     return False

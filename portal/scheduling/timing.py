@@ -39,7 +39,8 @@ def validate_timezone(name: str | None, field: str = "timezone") -> str:
     """Return the IANA zone name, or raise TimingError naming ``field``."""
     name = (name or "UTC").strip()
     if name not in _zone_names():
-        raise TimingError(field, f"Unknown time zone {name!r}; use an IANA name like Europe/Berlin.")
+        raise TimingError(field, f"Unknown time zone {name!r}; use an IANA name like "
+                                 "Europe/Berlin.")
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
@@ -123,7 +124,7 @@ def validate_instant(value: object, field: str) -> datetime | None:
     return value.astimezone(UTC)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Spec:
     """When a schedule is due: one kind, its zone and its window (instants in UTC).
 
@@ -271,7 +272,7 @@ def _latest_due(spec: Spec, due: datetime, now: datetime,
     return latest, passed
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FirePlan:
     """What one pass does with a due schedule."""
 

@@ -9,12 +9,13 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, and_, or_, select, update
+from sqlalchemy import Row, and_, bindparam, or_, select, update
 
 from portal.extensions import db
 from portal.models import Command, CommandSource, CommandStatus, Device, User, utcnow
 from portal.services import audit
 from portal.services.access import check_change, get_device_for, may_see_device, scope
+from portal.services.devices import DeviceRef
 from portal.services.errors import Conflict, InvalidInput, NotFound
 
 ACTION_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -129,11 +130,29 @@ def list_commands(user: User, *, status: CommandStatus | None = None,
     return list(db.session.execute(query).scalars())
 
 
-_POLL_COLUMNS = (Command.id, Command.status, Command.attempts, Command.action, Command.payload,
-                 Command.created_at, Command.expires_at)
+# The device's hot path runs prebuilt Core statements on the session's connection: no ORM
+# objects, no statement building per poll (an empty poll is one SELECT).
+_T = Command.__table__
+_POLL = (
+    select(_T.c.id, _T.c.status, _T.c.attempts, _T.c.action, _T.c.payload, _T.c.created_at,
+           _T.c.expires_at)
+    .where(_T.c.device_id == bindparam("device_id"), _T.c.id > bindparam("after_id"),
+           or_(_T.c.status == CommandStatus.queued,
+               and_(_T.c.status == CommandStatus.delivered,
+                    _T.c.lease_expires_at <= bindparam("now"))))
+    .order_by(_T.c.id).limit(bindparam("wanted"))
+)
+_AS_READ = (_T.c.id == bindparam("command_id"), _T.c.status == bindparam("read_status"),
+            _T.c.attempts == bindparam("read_attempts"))
+_DELIVER = update(_T).where(*_AS_READ).values(
+    status=CommandStatus.delivered, attempts=bindparam("new_attempts"),
+    delivered_at=bindparam("now"), lease_expires_at=bindparam("lease_until"))
+_CLOSE = update(_T).where(*_AS_READ).values(
+    status=bindparam("new_status"), finished_at=bindparam("now"), lease_expires_at=None,
+    reason=bindparam("new_reason"))
 
 
-def poll_commands(device: Device, limit: int = 10, now: datetime | None = None,
+def poll_commands(device: Device | DeviceRef, limit: int = 10, now: datetime | None = None,
                   lease_seconds: int = LEASE_SECONDS,
                   max_attempts: int = MAX_ATTEMPTS) -> list[Row]:
     """Hand out up to ``limit`` of the device's commands, oldest first, and mark them delivered.
@@ -146,52 +165,33 @@ def poll_commands(device: Device, limit: int = 10, now: datetime | None = None,
     Returns rows with ``id, action, payload, created_at, expires_at``.
     """
     now = now or utcnow()
+    connection = db.session.connection()
+    lease_until = now + timedelta(seconds=lease_seconds)
     handed: list[Row] = []
     after_id = 0
     while len(handed) < limit:
         wanted = limit - len(handed)
-        rows = db.session.execute(
-            select(*_POLL_COLUMNS)
-            .where(Command.device_id == device.id, Command.id > after_id,
-                   or_(Command.status == CommandStatus.queued,
-                       and_(Command.status == CommandStatus.delivered,
-                            Command.lease_expires_at <= now)))
-            .order_by(Command.id).limit(wanted)
-        ).all()
-        handed += [row for row in rows if _claim(row, now, lease_seconds, max_attempts)]
+        rows = connection.execute(_POLL, {"device_id": device.id, "after_id": after_id,
+                                          "now": now, "wanted": wanted}).all()
+        for row in rows:
+            read = {"command_id": row.id, "read_status": row.status,
+                    "read_attempts": row.attempts, "now": now}
+            if row.expires_at <= now:
+                connection.execute(_CLOSE, {**read, "new_status": CommandStatus.expired,
+                                            "new_reason": None})
+            elif row.attempts >= max_attempts:
+                connection.execute(_CLOSE, {**read, "new_status": CommandStatus.failed,
+                                            "new_reason": "no_result"})
+            elif connection.execute(_DELIVER, {**read, "new_attempts": row.attempts + 1,
+                                               "lease_until": lease_until}).rowcount == 1:
+                handed.append(row)
         if len(rows) < wanted:
             break
         after_id = rows[-1].id
     return handed
 
 
-def _claim(row: Row, now: datetime, lease_seconds: int, max_attempts: int) -> bool:
-    if row.expires_at <= now:
-        _close(row, CommandStatus.expired, now)
-        return False
-    if row.attempts >= max_attempts:
-        _close(row, CommandStatus.failed, now, reason="no_result")
-        return False
-    return _update_as_read(row, status=CommandStatus.delivered, attempts=row.attempts + 1,
-                           delivered_at=now,
-                           lease_expires_at=now + timedelta(seconds=lease_seconds))
-
-
-def _close(row: Row, status: CommandStatus, now: datetime, reason: str | None = None) -> bool:
-    return _update_as_read(row, status=status, finished_at=now, lease_expires_at=None,
-                           reason=reason)
-
-
-def _update_as_read(row: Row, **values: Any) -> bool:
-    """Apply ``values`` only if the command still has the status and attempts read."""
-    return db.session.execute(
-        update(Command).where(Command.id == row.id, Command.status == row.status,
-                              Command.attempts == row.attempts).values(**values),
-        execution_options=_PLAIN,
-    ).rowcount == 1
-
-
-def report_result(device: Device, command_id: int, status: CommandStatus | str,
+def report_result(device: Device | DeviceRef, command_id: int, status: CommandStatus | str,
                   result: dict[str, Any] | None = None, now: datetime | None = None) -> Command:
     """Record a device's result for one of its commands.
 

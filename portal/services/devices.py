@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from portal.extensions import db
@@ -132,42 +133,62 @@ def rotate_device_token(actor: User | None, device: Device) -> str:
     return token
 
 
-def device_for_token(token: str, touch_seconds: int = 60) -> Device | None:
-    """The enabled device behind ``token``, or None.
+class DeviceRef(NamedTuple):
+    """Just enough of a device for its own requests: the device's hot path loads no ORM object."""
+
+    id: int
+    last_seen_at: datetime | None
+
+
+_DEVICES = Device.__table__
+_BY_TOKEN = select(_DEVICES.c.id, _DEVICES.c.enabled, _DEVICES.c.last_seen_at).where(
+    _DEVICES.c.token_hash == bindparam("token_hash"))
+_TOUCH = update(_DEVICES).where(_DEVICES.c.id == bindparam("device_id")).values(
+    last_seen_at=bindparam("seen_at"), updated_at=_DEVICES.c.updated_at)
+
+
+def device_ref_for_token(token: str, touch_seconds: int = 60) -> DeviceRef | None:
+    """The enabled device behind ``token`` (its id), or None.
 
     ``last_seen_at`` is written at most once per ``touch_seconds``: a board polling every
-    second must not make every poll a write.
+    second must not make every poll a write. ``updated_at`` is left alone.
     """
-    device = db.session.execute(
-        select(Device).where(Device.token_hash == hash_token(token))
-    ).scalar_one_or_none()
-    if device is None or not device.enabled:
+    connection = db.session.connection()
+    row = connection.execute(_BY_TOKEN, {"token_hash": hash_token(token)}).first()
+    if row is None or not row.enabled:
         return None
     now = utcnow()
-    if device.last_seen_at is None or now - device.last_seen_at > timedelta(seconds=touch_seconds):
-        db.session.execute(
-            update(Device)
-            .where(Device.id == device.id)
-            .values(last_seen_at=now, updated_at=Device.updated_at)
-        )
-        set_committed_value(device, "last_seen_at", now)
+    if row.last_seen_at is None or now - row.last_seen_at > timedelta(seconds=touch_seconds):
+        connection.execute(_TOUCH, {"device_id": row.id, "seen_at": now})
+        return DeviceRef(row.id, now)
+    return DeviceRef(row.id, row.last_seen_at)
+
+
+def device_for_token(token: str, touch_seconds: int = 60) -> Device | None:
+    """The enabled device behind ``token``, or None (``device_ref_for_token`` as a model)."""
+    ref = device_ref_for_token(token, touch_seconds)
+    if ref is None:
+        return None
+    device = db.session.get(Device, ref.id)
+    set_committed_value(device, "last_seen_at", ref.last_seen_at)
     return device
 
 
-def record_heartbeat(device: Device, firmware: str | None = None,
+def record_heartbeat(device: Device | DeviceRef, firmware: str | None = None,
                      now: datetime | None = None) -> None:
     """Note that the device is alive now and, when it says, which firmware it runs.
 
     One UPDATE; ``updated_at`` is left alone (it tracks changes people make).
     Raises InvalidInput for a firmware string over 64 characters.
     """
-    now = now or utcnow()
-    values: dict = {"last_seen_at": now, "updated_at": Device.updated_at}
+    values: dict = {"last_seen_at": now or utcnow(), "updated_at": _DEVICES.c.updated_at}
     if firmware is not None:
         if len(firmware) > 64:
             raise InvalidInput(fields={"firmware": "At most 64 characters."})
         values["firmware"] = firmware
-    db.session.execute(update(Device).where(Device.id == device.id).values(**values))
-    for name in ("last_seen_at", "firmware"):
-        if name in values:
-            set_committed_value(device, name, values[name])
+    db.session.connection().execute(
+        update(_DEVICES).where(_DEVICES.c.id == device.id).values(**values))
+    if isinstance(device, Device):
+        for name in ("last_seen_at", "firmware"):
+            if name in values:
+                set_committed_value(device, name, values[name])

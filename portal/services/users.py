@@ -146,3 +146,25 @@ def authenticate(username: str, password: str) -> User | None:
         return None
     user.last_login_at = utcnow()
     return user
+
+
+def update_own_settings(user: User, *, timezone: str | None = None,
+                        current_password: str | None = None,
+                        new_password: str | None = None) -> User:
+    """Let a user change their own time zone, and their password given the current one."""
+    changes: dict = {}
+    if timezone is not None and timezone != user.timezone:
+        try:
+            zone = validate_timezone(timezone)
+        except TimingError as exc:
+            raise InvalidInput(fields={exc.field: exc.message}) from None
+        changes["timezone"] = [user.timezone, zone]
+        user.timezone = zone
+    if new_password:
+        if not check_password_hash(user.password_hash, current_password or ""):
+            raise InvalidInput(fields={"current_password": "This is not your password."})
+        user.password_hash = hash_password(validate_password(new_password))
+        changes["password"] = ["***", "***"]
+    if changes:
+        audit.record(user, "update", user, changes)
+    return user

@@ -144,3 +144,28 @@ def test_operator_dashboard_counts_only_their_devices(client, login_as, operator
     html = client.get("/admin/").get_data(as_text=True)
     assert 'data-testid="devices-total">1<' in html
     assert 'data-testid="scheduler-warning"' in html
+
+
+def test_a_user_sets_their_time_zone_and_sees_times_in_it(client, db, login_as, viewer, device):
+    from portal.models import User
+
+    login_as(viewer)
+    response = post_form(client, "/admin/account/", {"timezone": "America/New_York"})
+    assert "Settings saved." in response.get_data(as_text=True)
+    assert db.session.get(User, viewer.id).timezone == "America/New_York"
+    html = client.get("/admin/devices/").get_data(as_text=True)
+    assert " EST</time>" in html or " EDT</time>" in html
+
+
+def test_changing_ones_password_needs_the_current_one(client, db, login_as, viewer):
+    from portal.services.users import authenticate
+
+    login_as(viewer)
+    response = post_form(client, "/admin/account/", {"timezone": "UTC",
+                                                     "current_password": "wrong",
+                                                     "new_password": "brand-new-password"})
+    assert "This is not your password." in response.get_data(as_text=True)
+    post_form(client, "/admin/account/", {"timezone": "UTC",
+                                          "current_password": factories.PASSWORD,
+                                          "new_password": "brand-new-password"})
+    assert authenticate("vera", "brand-new-password") is not None

@@ -90,3 +90,12 @@ def test_second_agent_on_the_same_state_dir_is_refused(portal, tmp_path):
     assert second.returncode == 1
     assert "another agent is using" in second.stderr
 
+
+
+def test_default_state_dir_differs_per_portal_and_token(tmp_path):
+    from portal.agent.cli import parse_args
+
+    dirs = {parse_args(["--url", url, "--token", token]).state_dir
+            for url, token in [("http://a:5000", "t1"), ("http://a:5000/", "t1"),
+                               ("http://a:5000", "t2"), ("http://b:5000", "t1")]}
+    assert len(dirs) == 3

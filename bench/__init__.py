@@ -1,0 +1,1 @@
+"""`make bench`: the portal's performance benchmark (see README, Performance)."""
