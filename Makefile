@@ -14,7 +14,7 @@ $(VENV)/bin/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): $(VENV)/bin/python setup.cfg pyproject.toml
-	$(BIN)/pip install --quiet -e ".[test,postgres,prod]"
+	$(BIN)/pip install --quiet -e ".[test,postgres,prod,bench]"
 	touch $(STAMP)
 
 venv: $(STAMP)

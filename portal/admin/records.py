@@ -5,6 +5,7 @@ from flask import flash
 from flask_admin.actions import action
 from flask_login import current_user
 from markupsafe import Markup, escape
+from sqlalchemy.orm import selectinload
 from wtforms import IntegerField, StringField
 from wtforms.validators import InputRequired, NumberRange
 from flask_admin.contrib.sqla.fields import QuerySelectField
@@ -30,7 +31,18 @@ def _status_badge(view, context, model, name):
     return Markup(f'<span class="badge badge-{colors[value]}">{escape(value)}</span>')
 
 
-class CommandView(SecureModelView):
+class DeviceNameMixin:
+    """Load each row's device name with a second small query instead of a join, so a deep
+    page does not join devices for every row the OFFSET skips."""
+
+    column_auto_select_related = False
+
+    def get_query(self):
+        return super().get_query().options(
+            selectinload(self.model.device).load_only(Device.id, Device.name))
+
+
+class CommandView(DeviceNameMixin, SecureModelView):
     device_column = "device_id"
     simple_list_pager = True
     count_cap = 10_000
@@ -85,7 +97,7 @@ class CommandView(SecureModelView):
         flash(f"{done} command(s) cancelled.", "success")
 
 
-class ReadingView(SecureModelView):
+class ReadingView(DeviceNameMixin, SecureModelView):
     device_column = "device_id"
     simple_list_pager = True
     count_cap = 10_000

@@ -16,7 +16,7 @@ def main() -> None:
         if tokens:
             name, token = next(iter(tokens.items()))
             print(f"Start a simulated device ({name}) in another shell:\n"
-                  f"  .venv/bin/portal-agent --url {url} --token {token}\n"
+                  f"  .venv/bin/portal-agent --url {url} --token {token} --handler relay\n"
                   f"(tokens of all demo devices: {path})")
     print(file=sys.stderr)
 

@@ -23,6 +23,8 @@ class Command(db.Model):
         # A device's poll: its open commands, oldest first.
         Index("ix_commands_device_status_id", "device_id", "status", "id"),
         Index("ix_commands_status_expires_at", "status", "expires_at"),
+        # The admin's list filtered by device, newest first by id.
+        Index("ix_commands_device_id", "device_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

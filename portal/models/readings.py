@@ -18,6 +18,8 @@ class Reading(db.Model):
         Index("ix_readings_device_metric_recorded", "device_id", "metric", "recorded_at", "id"),
         Index("ix_readings_device_recorded", "device_id", "recorded_at", "id"),
         Index("ix_readings_recorded", "recorded_at", "id"),
+        # The admin's list filtered by device, newest first by id.
+        Index("ix_readings_device_id", "device_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)

@@ -26,6 +26,8 @@ from portal.extensions import db
 from portal.models import Command, CommandSource, CommandStatus, Schedule, SchedulerPass, utcnow
 from portal.models.types import UTCDateTime
 from portal.scheduling import timing
+from portal.services.commands import expire_commands
+from portal.services.idempotency import purge_expired
 from portal.services.schedules import spec_of
 
 log = logging.getLogger(__name__)
@@ -170,7 +172,9 @@ def tick(now: datetime | None = None) -> int:
     while rows := _due_batch(now, last_id):
         last_id = rows[-1].id
         _fire_batch(_plan(rows, now), now, tally)
-    expired = _expire_commands(now)
+    # The same rule a device's poll applies: past expires_at, or out of attempts.
+    expired = expire_commands(now)
+    purge_expired(now)
     finished = now + timedelta(seconds=time.monotonic() - started)
     db.session.execute(insert(SchedulerPass.__table__).values(
         started_at=now, finished_at=finished, fired=tally.fired, skipped=tally.skipped,
@@ -275,17 +279,6 @@ def _claim_one(due: _Due) -> bool:
         return True
     db.session.rollback()
     return False
-
-
-def _expire_commands(now: datetime) -> int:
-    """Queued or delivered commands past ``expires_at`` become expired; returns how many."""
-    result = db.session.execute(
-        update(_commands)
-        .where(_commands.c.status.in_([CommandStatus.queued, CommandStatus.delivered]),
-               _commands.c.expires_at <= now)
-        .values(status=CommandStatus.expired, finished_at=now, lease_expires_at=None)
-    )
-    return result.rowcount
 
 
 def next_due_at() -> datetime | None:

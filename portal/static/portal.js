@@ -8,6 +8,12 @@ document.addEventListener("DOMContentLoaded", function () {
     });
   });
 
+  // Flask-Admin's "javascript:void(0)" links would be blocked (and reported) by the CSP.
+  document.querySelectorAll('a[href^="javascript:"]').forEach(function (link) {
+    link.setAttribute("href", "#");
+    link.addEventListener("click", function (event) { event.preventDefault(); });
+  });
+
   document.querySelectorAll("[data-action]").forEach(function (link) {
     link.addEventListener("click", function (event) {
       event.preventDefault();

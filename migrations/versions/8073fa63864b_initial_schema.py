@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 3fe80e60233a
+Revision ID: 8073fa63864b
 Revises: 
-Create Date: 2026-11-22 05:18:29.169492
+Create Date: 2026-11-22 06:49:25.297289
 
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 # revision identifiers, used by Alembic.
-revision = '3fe80e60233a'
+revision = '8073fa63864b'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -127,6 +127,7 @@ def upgrade():
     sa.PrimaryKeyConstraint('id', name=op.f('pk_readings'))
     )
     with op.batch_alter_table('readings', schema=None) as batch_op:
+        batch_op.create_index('ix_readings_device_id', ['device_id', 'id'], unique=False)
         batch_op.create_index('ix_readings_device_metric_recorded', ['device_id', 'metric', 'recorded_at', 'id'], unique=False)
         batch_op.create_index('ix_readings_device_recorded', ['device_id', 'recorded_at', 'id'], unique=False)
         batch_op.create_index('ix_readings_recorded', ['recorded_at', 'id'], unique=False)
@@ -187,6 +188,7 @@ def upgrade():
     with op.batch_alter_table('commands', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_commands_created_at'), ['created_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_commands_created_by_id'), ['created_by_id'], unique=False)
+        batch_op.create_index('ix_commands_device_id', ['device_id', 'id'], unique=False)
         batch_op.create_index('ix_commands_device_status_id', ['device_id', 'status', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_commands_schedule_id'), ['schedule_id'], unique=False)
         batch_op.create_index('ix_commands_status_expires_at', ['status', 'expires_at'], unique=False)
@@ -200,6 +202,7 @@ def downgrade():
         batch_op.drop_index('ix_commands_status_expires_at')
         batch_op.drop_index(batch_op.f('ix_commands_schedule_id'))
         batch_op.drop_index('ix_commands_device_status_id')
+        batch_op.drop_index('ix_commands_device_id')
         batch_op.drop_index(batch_op.f('ix_commands_created_by_id'))
         batch_op.drop_index(batch_op.f('ix_commands_created_at'))
 
@@ -213,6 +216,7 @@ def downgrade():
         batch_op.drop_index('ix_readings_recorded')
         batch_op.drop_index('ix_readings_device_recorded')
         batch_op.drop_index('ix_readings_device_metric_recorded')
+        batch_op.drop_index('ix_readings_device_id')
 
     op.drop_table('readings')
     with op.batch_alter_table('personal_tokens', schema=None) as batch_op:
