@@ -15,7 +15,9 @@ from portal.admin.base import (
     JSONObjectField,
     SecureModelView,
     form_data,
+    int_ids,
     object_history,
+    show_domain_error,
     show_token_once,
 )
 from portal.extensions import db
@@ -211,6 +213,37 @@ class DeviceView(SecureModelView):
         db.session.commit()
         for name, token in shown:
             show_token_once(name, token)
+
+    @action("send_command", "Send a command")
+    def action_send_command(self, ids):
+        chosen = ",".join(str(d.id) for d in self.selected(ids)
+                          if access.may_change_device(current_user, d))
+        return redirect(self.get_url(".bulk_command_view", ids=chosen))
+
+    @expose("/bulk-command/", methods=("GET", "POST"))
+    def bulk_command_view(self):
+        """One command to many devices: the same action, payload and expiry for each."""
+        wanted = int_ids((request.values.get("ids") or "").split(","))
+        devices = [d for d in self.selected(wanted)
+                   if access.may_change_device(current_user, d)]
+        if not self.can_edit:
+            abort(403)
+        form = SendCommandForm()
+        if devices and form.validate_on_submit():
+            try:
+                for device in devices:
+                    enqueue_command(current_user, device, form.action.data.strip(),
+                                    form.payload.data, form.expires_in.data)
+                db.session.commit()
+            except DomainError as exc:
+                db.session.rollback()
+                show_domain_error(form, exc)
+            else:
+                flash(f"{form.action.data.strip()} queued for {len(devices)} device(s).",
+                      "success")
+                return redirect(self.get_url(".index_view"))
+        return self.render("admin/bulk_command.html", form=form, devices=devices,
+                           ids=",".join(str(d.id) for d in devices))
 
     @action("disable", "Disable", "Disable the selected devices? They will get 401 until enabled.")
     def action_disable(self, ids):

@@ -5,6 +5,7 @@ from flask import flash, request
 from flask_admin.actions import action
 from flask_admin.contrib.sqla.fields import QuerySelectField
 from flask_login import current_user
+from markupsafe import Markup, escape
 from wtforms import BooleanField, DateTimeLocalField, IntegerField, StringField
 from wtforms.validators import InputRequired, Length, NumberRange, Optional
 
@@ -27,17 +28,37 @@ def _local(label: str) -> DateTimeLocalField:
                               description=LOCAL_HELP)
 
 
+def _in_words(view, context, model, name):
+    return service.describe(model)
+
+
+def _upcoming(view, context, model, name):
+    """The next five fire times, in UTC and in the schedule's own zone."""
+    times = service.next_fire_times(model, 5) if model.enabled else []
+    if not times:
+        return "—"
+    rows = "".join(
+        f"<tr><td>{t:%Y-%m-%d %H:%M} UTC</td>"
+        f"<td>{escape(service.to_local(t, model.timezone).strftime('%Y-%m-%d %H:%M'))} "
+        f"{escape(model.timezone)}</td></tr>" for t in times)
+    return Markup(f'<table class="table table-sm mb-0" data-testid="upcoming">{rows}</table>')
+
+
 class ScheduleView(SecureModelView):
     device_column = "device_id"
     column_list = ("name", "device", "action", "kind", "enabled", "timezone", "next_fire_at",
                    "last_fire_at", "fire_count", "skipped_count")
-    column_details_list = ("id", "name", "device", "action", "payload", "kind", "cron",
+    column_details_list = ("id", "name", "device", "action", "payload", "kind", "in_words",
+                           "upcoming", "cron",
                            "interval_seconds", "run_at", "timezone", "enabled", "start_at",
                            "end_at", "misfire_grace_seconds", "command_ttl_seconds",
                            "next_fire_at", "last_fire_at", "fire_count", "skipped_count",
                            "created_at", "updated_at")
-    column_export_list = column_details_list
-    column_labels = {"next_fire_at": "Next run", "last_fire_at": "Last run",
+    column_export_list = tuple(c for c in column_details_list if c != "upcoming")
+    column_formatters = {"in_words": _in_words, "upcoming": _upcoming}
+    column_formatters_export = {"in_words": lambda v, c, m, n: service.describe(m)}
+    column_labels = {"in_words": "When", "upcoming": "Next five runs",
+                     "next_fire_at": "Next run", "last_fire_at": "Last run",
                      "fire_count": "Fired", "skipped_count": "Skipped",
                      "interval_seconds": "Interval (s)"}
     column_searchable_list = ("name", "action")

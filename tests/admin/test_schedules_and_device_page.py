@@ -169,3 +169,48 @@ def test_changing_ones_password_needs_the_current_one(client, db, login_as, view
                                           "current_password": factories.PASSWORD,
                                           "new_password": "brand-new-password"})
     assert authenticate("vera", "brand-new-password") is not None
+
+
+def test_schedule_page_shows_words_and_next_five_runs_in_utc_and_local(client, db, login_as,
+                                                                      operator, device):
+    login_as(operator)
+    post_form(client, "/admin/schedules/new/", {**BASE, "device": device.id,
+                                                "cron": "0 7 * * *"})
+    schedule = db.session.execute(select(Schedule)).scalar_one()
+    html = client.get(f"/admin/schedules/details/?id={schedule.id}").get_data(as_text=True)
+    upcoming = html.split('data-testid="upcoming">')[1].split("</table>")[0]
+    assert upcoming.count("<tr>") == 5
+    assert "07:00 Europe/Berlin" in upcoming and ("06:00 UTC" in upcoming
+                                                   or "05:00 UTC" in upcoming)
+    assert "At 07:00" in html
+    export = client.get("/admin/schedules/export/csv/").get_data(as_text=True)
+    assert "At 07:00" in export
+
+
+def test_bulk_send_a_command_to_selected_devices(client, db, login_as, operator, device,
+                                                  other_device):
+    second = factories.DeviceFactory(owner=operator, name="oscar-second")
+    login_as(operator)
+    token = csrf_token(client, "/admin/devices/")
+    response = client.post("/admin/devices/action/", data={
+        "action": "send_command", "rowid": [device.id, second.id, other_device.id],
+        "csrf_token": token})
+    assert response.status_code == 302
+    form_page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "oscar-second" in form_page and "olga-board" not in form_page
+    client.post(response.headers["Location"], data={
+        "ids": f"{device.id},{second.id},{other_device.id}", "action": "relay.off",
+        "payload": '{"all": true}', "expires_in": "300", "csrf_token": token})
+    commands = db.session.execute(select(Command)).scalars().all()
+    assert sorted(c.device_id for c in commands) == sorted([device.id, second.id])
+    assert {c.action for c in commands} == {"relay.off"}
+
+
+def test_bulk_send_with_a_bad_action_sends_nothing(client, db, login_as, operator, device):
+    login_as(operator)
+    token = csrf_token(client, "/admin/devices/")
+    response = client.post(f"/admin/devices/bulk-command/?ids={device.id}", data={
+        "ids": str(device.id), "action": "no spaces allowed", "payload": "{}",
+        "expires_in": "300", "csrf_token": token})
+    assert response.status_code == 200
+    assert db.session.scalar(select(Command).limit(1)) is None

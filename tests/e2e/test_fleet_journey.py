@@ -11,6 +11,7 @@ from playwright.sync_api import expect
 from portal.cli.demo import _seed_readings
 from portal.extensions import db
 from portal.models import Schedule, utcnow
+from portal.scheduling.runner import tick
 from portal.services.devices import create_device
 from portal.services.schedules import create_schedule
 from portal.services.users import find_user
@@ -45,8 +46,6 @@ def test_send_a_command_and_see_the_agents_result(page, live_app, live_server, t
     device_id, token = _fleet(live_app)
     log_in(page, live_server, "oscar")
     expect(page.get_by_test_id("devices-total")).to_have_text("1")
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
 
     page.get_by_role("link", name="Devices", exact=True).click()
     page.get_by_role("row").filter(has_text="pump-house").locator("a[title='View Record']").click()
@@ -66,7 +65,16 @@ def test_send_a_command_and_see_the_agents_result(page, live_app, live_server, t
     expect(page.get_by_test_id("device-commands")).to_contain_text('"relay"')
     expect(page.get_by_test_id("device-status")).to_have_text("online")
     expect(page.get_by_test_id("firmware")).to_have_text("1.4.2")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "device.png"), full_page=True)
+
+    with live_app.app_context():
+        tick(utcnow())
+    page.goto(f"{live_server}/admin/")
+    expect(page.get_by_test_id("devices-online")).to_have_text("1")
+    expect(page.get_by_test_id("commands-succeeded")).to_have_text("1")
+    expect(page.get_by_test_id("scheduler-warning")).to_have_count(0)
+    page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
 
 
 def test_bulk_disable_schedules(page, live_app, live_server):
