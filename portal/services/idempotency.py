@@ -11,7 +11,7 @@ import re
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, insert, select
 
 from portal.extensions import db
 from portal.models import IdempotencyRecord
@@ -43,21 +43,27 @@ def fingerprint(*parts: bytes | str) -> str:
     return digest.hexdigest()
 
 
+# Prebuilt Core statements: a device sends a key with every batch, so this is a hot path.
+_T = IdempotencyRecord.__table__
+_FIND = select(_T.c.id, _T.c.request_hash, _T.c.status_code, _T.c.response_body,
+               _T.c.created_at).where(_T.c.caller == bindparam("caller"),
+                                      _T.c.key == bindparam("key"))
+_DROP = delete(_T).where(_T.c.id == bindparam("record_id"))
+_ADD = insert(_T)
+
+
 def check_replay(caller: str, key: str, request_hash: str, now: datetime) -> Replay | None:
     """The stored answer for this caller's key, or None when the request is new.
 
     Raises Conflict when the key was used within 24 h for a different request. A record older
     than 24 h is dropped here, so the key can be used again.
     """
-    record = db.session.execute(
-        select(IdempotencyRecord).where(IdempotencyRecord.caller == caller,
-                                        IdempotencyRecord.key == key)
-    ).scalar_one_or_none()
+    connection = db.session.connection()
+    record = connection.execute(_FIND, {"caller": caller, "key": key}).first()
     if record is None:
         return None
     if record.created_at <= now - WINDOW:
-        db.session.delete(record)
-        db.session.flush()
+        connection.execute(_DROP, {"record_id": record.id})
         return None
     if record.request_hash != request_hash:
         raise Conflict("This Idempotency-Key was already used for a different request.",
@@ -67,13 +73,13 @@ def check_replay(caller: str, key: str, request_hash: str, now: datetime) -> Rep
 
 def remember(caller: str, key: str, request_hash: str, status: int, body: Any,
              now: datetime) -> None:
-    """Store the first answer (add and flush; the edge commits with the action).
+    """Store the first answer in the current transaction (the edge commits with the action).
 
-    On a race the flush or the commit raises IntegrityError: roll back and ``check_replay``.
+    On a race the INSERT or the commit raises IntegrityError: roll back and ``check_replay``.
     """
-    db.session.add(IdempotencyRecord(caller=caller, key=key, request_hash=request_hash,
-                                     status_code=status, response_body=body, created_at=now))
-    db.session.flush()
+    db.session.connection().execute(_ADD, {
+        "caller": caller, "key": key, "request_hash": request_hash, "status_code": status,
+        "response_body": body, "created_at": now})
 
 
 def purge_expired(now: datetime) -> int:

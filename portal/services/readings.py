@@ -5,7 +5,7 @@ import math
 import re
 from datetime import datetime, timezone
 from functools import lru_cache
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 from sqlalchemy import Row, insert, or_, select
 
@@ -111,18 +111,27 @@ def record_readings(device: Device | DeviceRef, items: Sequence[ReadingInput],
 
 def _insert(device_id: int, rows: list[tuple[str, float, datetime]]) -> None:
     connection = db.session.connection()
-    dialect = connection.dialect
-    if dialect.paramstyle not in ("qmark", "format", "pyformat"):
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        # Three arrays instead of 400 placeholders: a short statement the driver parses once
+        # and caches, and the server unpacks.
+        metrics, values, times = zip(*rows)
+        connection.exec_driver_sql(_PG_INSERT, (device_id, list(metrics), list(values),
+                                                list(times)))
+    elif dialect == "sqlite":
+        params: list[Any] = []
+        for metric, value, recorded_at in rows:
+            params += (device_id, metric, value, sqlite_time(recorded_at))
+        # One statement for the whole batch: a hand-built multi-row VALUES list is far cheaper
+        # than compiling an insert().values([...]) construct on every upload.
+        connection.exec_driver_sql(_sqlite_insert(len(rows)), tuple(params))
+    else:
         connection.execute(insert(_TABLE), [dict(zip(_COLUMNS, (device_id, *row)))
                                             for row in rows])
-        return
-    to_db = sqlite_time if dialect.name == "sqlite" else _time_processor(dialect)
-    params: list[Any] = []
-    for metric, value, recorded_at in rows:
-        params += (device_id, metric, value, to_db(recorded_at))
-    # One statement for the whole batch: a hand-built multi-row VALUES list is far cheaper
-    # than compiling an insert().values([...]) construct on every upload.
-    connection.exec_driver_sql(_insert_sql(dialect.paramstyle, len(rows)), tuple(params))
+
+
+_PG_INSERT = (f"INSERT INTO {_TABLE.name} ({', '.join(_COLUMNS)}) "
+              "SELECT %s, * FROM unnest(%s::text[], %s::float8[], %s::timestamptz[])")
 
 
 def sqlite_time(at: datetime) -> str:
@@ -132,24 +141,10 @@ def sqlite_time(at: datetime) -> str:
 
 
 @lru_cache(maxsize=8)
-def _insert_sql(paramstyle: str, count: int) -> str:
-    mark = "?" if paramstyle == "qmark" else "%s"
-    row = "(" + ", ".join([mark] * len(_COLUMNS)) + ")"
+def _sqlite_insert(count: int) -> str:
+    row = "(" + ", ".join(["?"] * len(_COLUMNS)) + ")"
     return (f"INSERT INTO {_TABLE.name} ({', '.join(_COLUMNS)}) VALUES "
             + ", ".join([row] * count))
-
-
-_PROCESSORS: dict[str, Callable[[datetime], Any]] = {}
-
-
-def _time_processor(dialect) -> Callable[[datetime], Any]:
-    """The column type's own bind conversion, so stored times compare like ORM-written ones."""
-    processor = _PROCESSORS.get(dialect.name)
-    if processor is None:
-        column_type = _TABLE.c.recorded_at.type.dialect_impl(dialect)
-        processor = column_type.bind_processor(dialect) or (lambda value: value)
-        _PROCESSORS[dialect.name] = processor
-    return processor
 
 
 def list_readings(device: Device, *, metric: str | None = None, since: datetime | None = None,
