@@ -162,30 +162,34 @@ def _response(status: int, payload: bytes | None, replayed: bool = False) -> Res
     return response
 
 
-def _idempotent(caller: str, key: str, call: Callable[[], Any]) -> Response:
-    """Run ``call`` once per caller and key; a repeat gets the first answer, nothing new."""
+def _idempotent(caller: str, key: str, call: Callable[[], Any], retry: bool = True) -> Response:
+    """Run ``call`` once per caller and key; a repeat gets the first answer, nothing new.
+
+    The unique index on ``(caller, key)`` decides: the work and its record are stored together,
+    and a second request with the key fails to store its record, rolls back and replays the
+    first answer (or gets 409 for a different body). A new key, the common case, costs no
+    look-up. A record past its 24 h window is dropped on the way and the work runs again.
+    """
     idempotency.validate_key(key)
     request_hash = idempotency.fingerprint(request.method, request.path,
                                            request.get_data(cache=True))
     now = utcnow()
-    replay = idempotency.check_replay(caller, key, request_hash, now)
-    if replay is not None:
-        db.session.commit()
-        return _replayed(replay)
     status, payload = _render(call())
     try:
         if 200 <= status < 300:
             body = orjson.loads(payload) if payload is not None else None
             idempotency.remember(caller, key, request_hash, status, body, now)
         db.session.commit()
+        return _response(status, payload)
     except IntegrityError:
-        # Another request with the same key won the race: drop our work, give its answer.
         db.session.rollback()
         replay = idempotency.check_replay(caller, key, request_hash, now)
-        if replay is None:
+        db.session.commit()  # check_replay drops a record past its window
+        if replay is not None:
+            return _replayed(replay)
+        if not retry:
             raise
-        return _replayed(replay)
-    return _response(status, payload)
+    return _idempotent(caller, key, call, retry=False)
 
 
 def _replayed(replay: idempotency.Replay) -> Response:

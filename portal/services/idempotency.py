@@ -1,8 +1,8 @@
 """Safe retries: the first answer to an ``Idempotency-Key`` request, replayed for 24 hours.
 
-The edge asks ``check_replay`` before acting and ``remember``s the answer in the same
-transaction as the action, so either both are stored or neither. Two racing requests with the
-same key meet at the unique index on ``(caller, key)``: the loser rolls back and replays.
+The edge acts, then ``remember``s the answer in the same transaction, so either both are
+stored or neither. A repeat (or a racing twin) with the same key meets the unique index on
+``(caller, key)``: it rolls back and ``check_replay`` gives the first answer.
 """
 from __future__ import annotations
 
