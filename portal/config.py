@@ -81,8 +81,9 @@ def _database_url(app: Flask) -> None:
     if url.startswith("sqlite"):
         timeout = int(app.config["SQLITE_BUSY_TIMEOUT_MS"]) / 1000
         options.setdefault("connect_args", {"timeout": timeout})
-    else:
-        options.setdefault("pool_pre_ping", True)
+    # No pool_pre_ping: it costs a round trip on every request. A connection the server
+    # dropped (a restart) fails one request with 503 instead (api/errors.py), and SQLAlchemy
+    # then discards every pooled connection as old as that one.
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
 
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import orjson
 from flask import Flask, Response, current_app, request
-from werkzeug.exceptions import HTTPException
+from sqlalchemy.exc import DBAPIError
+from werkzeug.exceptions import HTTPException, ServiceUnavailable
 
 from portal.extensions import db
 from portal.services.errors import DomainError
@@ -93,6 +94,20 @@ def unexpected_error(exc: Exception):
     return _internal_error(exc)
 
 
+def database_error(exc: DBAPIError):
+    """A lost database connection is 503 with ``Retry-After`` (the pool has already dropped
+    it and its siblings, so a retry gets a fresh one); any other database error is a bug."""
+    if not exc.connection_invalidated:
+        return unexpected_error(exc)
+    current_app.logger.warning("database connection lost on %s %s: %s", request.method,
+                               request.path, exc.orig)
+    _rollback()
+    message = "The database connection was lost; try again."
+    if not is_api_request():
+        return ServiceUnavailable(message, retry_after=1)
+    return error_response(503, "database_unavailable", message, headers={"Retry-After": "1"})
+
+
 def _internal_error(_exc: Exception) -> Response:
     return error_response(500, "internal_error", "Something went wrong on the server.")
 
@@ -102,4 +117,5 @@ def register_error_handlers(app: Flask) -> None:
     # reach the blueprint, and a blueprint takes no handlers once registered with an app.
     app.register_error_handler(DomainError, domain_error)
     app.register_error_handler(HTTPException, http_error)
+    app.register_error_handler(DBAPIError, database_error)
     app.register_error_handler(Exception, unexpected_error)

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
 from portal.models import Device
 from tests.api.conftest import count
@@ -139,3 +141,35 @@ def test_an_unexpected_error_is_json_500_not_html(client, admin, headers_for, mo
     assert response.status_code == 500
     assert error_of(response)["code"] == "internal_error"
 
+
+
+def _drop_every_connection(db) -> int:
+    """What a database restart does to the portal: the server ends each of its sessions."""
+    db.session.remove()
+    with db.engine.connect() as conn:
+        me = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+    killer = create_engine(db.engine.url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    with killer.connect() as conn:
+        dropped = conn.execute(text(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()")).scalar()
+    killer.dispose()
+    assert me is not None
+    return dropped
+
+
+def test_a_dropped_database_connection_is_one_503_then_the_pool_recovers(db, client,
+                                                                         device_headers):
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("a server that drops connections: PostgreSQL only")
+    assert client.get("/api/v1/device/commands", headers=device_headers).status_code == 200
+    assert _drop_every_connection(db) >= 1
+    response = client.get("/api/v1/device/commands", headers=device_headers)
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "1"
+    assert error_of(response)["code"] == "database_unavailable"
+    assert client.get("/api/v1/device/commands", headers=device_headers).status_code == 200
+    # The health check meets the dead connection the same way, and recovers the same way.
+    _drop_every_connection(db)
+    assert client.get("/healthz").status_code == 503
+    assert client.get("/healthz").status_code == 200

@@ -64,6 +64,7 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(db):
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
         assert conn.execute(text("PRAGMA busy_timeout")).scalar() >= 1000
+        assert conn.execute(text("PRAGMA mmap_size")).scalar() == 256 * 1024 * 1024
 
 
 def test_secrets_are_stored_only_as_hashes(db, device):
