@@ -2,18 +2,22 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
-from typing import Any
+from contextvars import ContextVar
+from datetime import datetime, timezone, tzinfo
+from typing import Any, Callable
+from urllib.parse import quote_plus
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import abort, flash, redirect, request, url_for
 from flask_admin.actions import action
+from flask_admin.babel import gettext
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.contrib.sqla import filters as sqla_filters
 from flask_admin.form import BaseForm
 from flask_admin.model import filters, typefmt
 from flask_login import current_user
 from flask_wtf import FlaskForm
+from jinja2 import pass_context
 from markupsafe import Markup, escape
 from sqlalchemy import select
 from wtforms import TextAreaField, ValidationError
@@ -74,22 +78,34 @@ def show_token_once(name: str, token: str) -> None:
     ), "warning")
 
 
+# The viewer's zone while a page renders: a list page formats a few hundred instants, and
+# reading ``current_user`` for each of them was a visible part of its time.
+_render_zone: ContextVar[tzinfo | None] = ContextVar("render_zone", default=None)
+
+
+def viewer_zone() -> tzinfo:
+    """The viewer's time zone: a user setting, UTC by default or when the setting is unknown."""
+    zone = _render_zone.get()
+    if zone is not None:
+        return zone
+    try:
+        return ZoneInfo(getattr(current_user, "timezone", None) or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return timezone.utc
+
+
 def localtime(value: datetime) -> datetime:
     """``value`` in the viewer's time zone (a user setting, default UTC)."""
-    zone = getattr(current_user, "timezone", None) or "UTC"
-    try:
-        return value.astimezone(ZoneInfo(zone))
-    except (ZoneInfoNotFoundError, ValueError):
-        return value
+    return value.astimezone(viewer_zone())
 
 
 def format_instant(view, value: datetime, name: str = "") -> Markup:
     """An instant in the viewer's time zone, with UTC on hover."""
-    local = localtime(value)
-    utc = value.astimezone(timezone.utc)
+    local = value.astimezone(viewer_zone())
+    utc = value.astimezone(timezone.utc).isoformat()  # isoformat: a third of strftime's cost
     return Markup(
-        f'<time datetime="{utc.isoformat()}" title="{utc:%Y-%m-%d %H:%M:%S} UTC">'
-        f"{local:%Y-%m-%d %H:%M} {escape(local.tzname() or '')}</time>"
+        f'<time datetime="{utc}" title="{utc[:10]} {utc[11:19]} UTC">'
+        f"{local.isoformat(' ', 'minutes')[:16]} {escape(local.tzname() or '')}</time>"
     )
 
 
@@ -193,10 +209,13 @@ class SecureModelView(ModelView):
                                        execute, page_size)
         if self.count_cap and execute:
             # The same search and filters, limited to cap + 1 rows: the count stops there
-            # instead of scanning a million-row table on every page view.
+            # instead of scanning a million-row table on every page view. Only the primary key
+            # (kept in the list's order, so the database walks the index the page itself uses):
+            # it counts from an index instead of reading each row (100,000 commands on SQLite:
+            # 4 ms -> 1 ms; filtered by device, 13 ms -> 1 ms).
             _, capped = super().get_list(None, None, False, search, filters, execute=False,
                                          page_size=self.count_cap + 1)
-            count = capped.count()
+            count = capped.with_entities(*self.model.__mapper__.primary_key).count()
         return count, data
 
     # ---- row scope ------------------------------------------------------------------------
@@ -222,12 +241,48 @@ class SecureModelView(ModelView):
             abort(404)
         return obj
 
-    # ---- details pages show the object's history, as Django's admin does ------------------
+    # ---- list pages: the rows in one call ---------------------------------------------------
+    @pass_context
+    def list_rows(self, context, rows) -> Markup:
+        """The ``<tr>`` of each row, as Flask-Admin's list template writes them.
+
+        The template renders three nested scoped blocks per row (each copies the whole template
+        context) and calls three functions per cell: about half of a commands page's time, more
+        than the values themselves. portal_list.html keeps Flask-Admin's rows for views with
+        editable columns. Row actions still render through their macros (row_actions.html).
+        """
+        checkbox = context.resolve("actions") and escape(gettext("Select record"))
+        row_actions = context.resolve("list_row_actions") if self.column_display_actions else None
+        columns = [(name, f'<td class="col-{escape(name)}">') for name, _ in self._list_columns]
+        html = []
+        for row in rows:
+            pk = self.get_pk_value(row)
+            html.append("<tr>")
+            if checkbox:
+                html.append('<td><input type="checkbox" name="rowid" class="action-checkbox" '
+                            f'value="{escape(pk)}" title="{checkbox}" /></td>')
+            if row_actions is not None:
+                html.append('<td class="list-buttons-column">')
+                html.extend(action.render(context, pk, row) for action in row_actions)
+                html.append("</td>")
+            for name, cell in columns:
+                html.append(f"{cell}{escape(self.get_list_value(context, row, name))}</td>")
+            html.append("</tr>\n")
+        return Markup("".join(html))
+
+    # ---- rendering: details show the object's history (as Django's admin does); lists get
+    # row_url; every instant on the page is shown in the viewer's zone, looked up once -------
     def render(self, template, **kwargs):
         model = kwargs.get("model")
         if template == self.details_template and model is not None and "history" not in kwargs:
             kwargs["history"] = object_history(model)
-        return super().render(template, **kwargs)
+        if "return_url" in kwargs and "row_url" not in kwargs:
+            kwargs["row_url"] = row_url_builder(self.get_url, kwargs["return_url"])
+        zone = _render_zone.set(viewer_zone())
+        try:
+            return super().render(template, **kwargs)
+        finally:
+            _render_zone.reset(zone)
 
     # ---- changes go through the services --------------------------------------------------
     def service_create(self, form) -> Any:
@@ -300,6 +355,32 @@ def object_history(model, limit: int = 50) -> list:
                AuditEvent.object_id == str(model.id))
         .order_by(AuditEvent.id.desc()).limit(limit)
     ).scalars().all()
+
+
+ROW_ID_MARK = "__row_id__"
+QUERY_SAFE = "!$'()*,/:;?@"  # what werkzeug leaves unquoted in a query value
+
+
+def row_url_builder(get_url: Callable[..., str], return_url: str) -> Callable[[str, Any], str]:
+    """``row_url(endpoint, row_id)``, equal to ``get_url(endpoint, id=row_id, url=return_url)``.
+
+    A list page links every row to its details (and edit) page, and url_for re-encodes the long
+    return URL each time (1.3 ms for 50 rows; 0.1 ms here). Here url_for runs once per endpoint,
+    with a marker where the id goes; a return URL that itself holds the marker falls back to
+    url_for.
+    """
+    parts: dict[str, tuple[str, ...]] = {}
+
+    def row_url(endpoint: str, row_id: Any) -> str:
+        if endpoint not in parts:
+            parts[endpoint] = tuple(
+                get_url(endpoint, id=ROW_ID_MARK, url=return_url).split(ROW_ID_MARK))
+        around = parts[endpoint]
+        if len(around) != 2:
+            return get_url(endpoint, id=row_id, url=return_url)
+        return quote_plus(str(row_id), safe=QUERY_SAFE).join(around)
+
+    return row_url
 
 
 def int_ids(ids) -> list[int]:
