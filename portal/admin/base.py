@@ -20,6 +20,7 @@ from flask_wtf import FlaskForm
 from jinja2 import pass_context
 from markupsafe import Markup, escape
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 from wtforms import TextAreaField, ValidationError
 
 from portal.extensions import db
@@ -226,7 +227,21 @@ class SecureModelView(ModelView):
         return query.filter(column.in_(access.visible_device_ids(current_user)))
 
     def get_query(self):
-        return self.scope(super().get_query())
+        query = self.scope(super().get_query())
+        if request.endpoint == f"{self.endpoint}.export":
+            query = query.options(*self.export_loads())
+        return query
+
+    def export_loads(self) -> list:
+        """Load the exported relationships with the rows. An export streams its CSV after the
+        view returns, when the request's session is closed (under gunicorn, not in tests that
+        hold their own app context): a lazy load there fails and the CSV stops at its header."""
+        relationships = self.model.__mapper__.relationships
+        joined = {str(attribute) for attribute in self._auto_joins}  # loaded by a join already
+        attributes = [getattr(self.model, name) for name, _ in self._export_columns
+                      if name in relationships]
+        return [selectinload(attribute) for attribute in attributes
+                if str(attribute) not in joined]
 
     def get_count_query(self):
         return self.scope(super().get_count_query())

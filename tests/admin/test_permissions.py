@@ -180,3 +180,29 @@ def test_writers_see_create_buttons(client, login_as, role):
     user = factories.UserFactory(role=role)
     login_as(user)
     assert "/admin/devices/new/" in client.get("/admin/devices/").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("view", MODEL_VIEWS + ["users"])
+def test_export_streams_every_row_outside_the_tests_app_context(client, db, login_as, admin,
+                                                                 fleet, view):
+    """As under gunicorn: the request is the only app context, and its session closes when the
+    view returns, before the CSV streams. (The tests' own app context would hide a lazy load.)"""
+    import threading
+
+    factories.CommandFactory(device=fleet[0], action="scheduled.act",
+                             schedule=factories.ScheduleFactory(device=fleet[0], name="nightly"))
+    login_as(admin)
+    answer = {}
+
+    def export() -> None:
+        response = client.get(f"/admin/{view}/export/csv/")
+        answer.update(status=response.status_code, body=response.get_data(as_text=True))
+
+    worker = threading.Thread(target=export)
+    worker.start()
+    worker.join()
+    assert answer["status"] == 200
+    lines = answer["body"].strip().splitlines()
+    assert len(lines) > 1, lines
+    if view == "commands":
+        assert any("nightly" in line for line in lines[1:])
