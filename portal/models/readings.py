@@ -16,7 +16,9 @@ class Reading(db.Model):
     __table_args__ = (
         # Reading back one device (optionally one metric), newest first, by keyset.
         Index("ix_readings_device_metric_recorded", "device_id", "metric", "recorded_at", "id"),
-        Index("ix_readings_device_recorded", "device_id", "recorded_at", "id"),
+        # ... and its chart: metric and value ride along, so a week of a busy device's
+        # readings is read from this index alone instead of one table look-up per reading.
+        Index("ix_readings_device_recorded", "device_id", "recorded_at", "id", "metric", "value"),
         Index("ix_readings_recorded", "recorded_at", "id"),
         # The admin's list filtered by device, newest first by id.
         Index("ix_readings_device_id", "device_id", "id"),
