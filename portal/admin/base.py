@@ -203,12 +203,21 @@ class SecureModelView(ModelView):
             return False
         return super().is_action_allowed(name)
 
-    # ---- big tables: never count more than ``count_cap`` rows --------------------------------
+    # ---- big tables: the page's keys first, never count more than ``count_cap`` rows --------
+    # A page of ids, read from an index alone, then those rows by id. Read whole, with the
+    # device filter PostgreSQL walked the primary key backwards past every newer reading of
+    # other devices (page 1 of a device that went quiet: 44 ms for 230,000 newer readings;
+    # the ids alone come from the (device_id, id) index in 0.3 ms).
+    IDS_FIRST_MAX = 500
+
     def get_list(self, page, sort_column, sort_desc, search, filters, execute=True,
                  page_size=None):
         count, data = super().get_list(page, sort_column, sort_desc, search, filters,
-                                       execute, page_size)
-        if self.count_cap and execute:
+                                       execute=False, page_size=page_size)
+        if not execute:
+            return count, data
+        data = self._rows_of(data) if self.count_cap else data.all()
+        if self.count_cap:
             # The same search and filters, limited to cap + 1 rows: the count stops there
             # instead of scanning a million-row table on every page view. Only the primary key
             # (kept in the list's order, so the database walks the index the page itself uses):
@@ -216,8 +225,20 @@ class SecureModelView(ModelView):
             # 4 ms -> 1 ms; filtered by device, 13 ms -> 1 ms).
             _, capped = super().get_list(None, None, False, search, filters, execute=False,
                                          page_size=self.count_cap + 1)
-            count = capped.with_entities(*self.model.__mapper__.primary_key).count()
+            count = capped.with_entities(self.model.id).count()
         return count, data
+
+    def _rows_of(self, page_query) -> list:
+        """The rows of ``page_query``, in its order: by ids first for a page, whole for an
+        export (whose id list could be too long for one statement)."""
+        limit = page_query._limit_clause  # noqa: SLF001 (Query keeps no public accessor)
+        if limit is None or limit.value > self.IDS_FIRST_MAX:
+            return page_query.all()
+        ids = [key for (key,) in page_query.with_entities(self.model.id)]
+        if not ids:
+            return []
+        by_id = {row.id: row for row in self.get_query().filter(self.model.id.in_(ids))}
+        return [by_id[key] for key in ids if key in by_id]
 
     # ---- row scope ------------------------------------------------------------------------
     def scope(self, query):
