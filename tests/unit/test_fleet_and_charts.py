@@ -2,6 +2,7 @@
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import text
 
 from portal.models import CommandStatus, SchedulerPass
 from portal.services import fleet
@@ -99,3 +100,12 @@ def test_reading_series_keeps_metrics_apart_and_ignores_other_devices(db, device
 
 def test_unknown_range_falls_back_to_24h(db, device):
     assert reading_series(device.id, "1y", NOW)["range"] == "24h"
+
+
+def test_reading_series_leaves_the_planner_settings_as_it_found_them(db, device):
+    """The chart groups by hash on PostgreSQL; the rest of the transaction must still sort."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("a PostgreSQL planner setting")
+    db.session.execute(text("SELECT 1"))  # the transaction is open before the chart, as on a page
+    reading_series(device.id, "7d", NOW)
+    assert db.session.execute(text("SHOW enable_sort")).scalar() == "on"
