@@ -79,8 +79,11 @@ def _database_url(app: Flask) -> None:
     app.config["SQLALCHEMY_DATABASE_URI"] = url
     options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
     if url.startswith("sqlite"):
+        from portal.sqlite_writer import WriterLockConnection
+
         timeout = int(app.config["SQLITE_BUSY_TIMEOUT_MS"]) / 1000
-        options.setdefault("connect_args", {"timeout": timeout})
+        options.setdefault("connect_args", {"timeout": timeout,
+                                            "factory": WriterLockConnection})
     # No pool_pre_ping: it costs a round trip on every request. A connection the server
     # dropped (a restart) fails one request with 503 instead (api/errors.py), and SQLAlchemy
     # then discards every pooled connection as old as that one.
