@@ -37,8 +37,9 @@ class Command(db.Model):
     source: Mapped[CommandSource] = mapped_column(
         enum_column(CommandSource), default=CommandSource.person
     )
+    # No index of its own: the unique (schedule_id, due_at) above leads with it.
     schedule_id: Mapped[int | None] = mapped_column(
-        ForeignKey("schedules.id", ondelete="SET NULL"), index=True
+        ForeignKey("schedules.id", ondelete="SET NULL")
     )
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_by_id: Mapped[int | None] = mapped_column(
