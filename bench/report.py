@@ -202,6 +202,6 @@ def chart(results: dict, path: Path) -> Path:
                  f"{meta['server']}, {meta['cpus']} cores", fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # the longest budget names fit
     plt.close(fig)
     return path
