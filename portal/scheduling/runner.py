@@ -203,14 +203,23 @@ def _due_batch(now: datetime, last_id: int) -> Sequence[Any]:
 
 
 def _plan(rows: Sequence[Any], now: datetime) -> list[_Due]:
-    planned = []
+    planned: list[_Due] = []
+    # Schedules with the same timing columns (all but the id) have the same plan at ``now``:
+    # a fleet's schedules are mostly copies of a few, and building a spec per row was a third
+    # of a 10,000-schedule pass's Python time.
+    plans: dict[tuple, timing.FirePlan] = {}
     for row in rows:
-        try:
-            plan = timing.plan_fire(spec_of(row), row.next_fire_at, now,
-                                    row.misfire_grace_seconds)
-        except Exception:  # one broken schedule must not stop the others
-            log.exception("schedule %s: cannot compute its due times; left as it is", row.id)
-            continue
+        key = tuple(row[1:])
+        plan = plans.get(key)
+        if plan is None:
+            try:
+                plan = timing.plan_fire(spec_of(row), row.next_fire_at, now,
+                                        row.misfire_grace_seconds)
+            except Exception:  # one broken schedule must not stop the others
+                log.exception("schedule %s: cannot compute its due times; left as it is",
+                              row.id)
+                continue
+            plans[key] = plan
         planned.append(_Due(row, plan))
     return planned
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import namedtuple
 from datetime import datetime, timedelta, timezone
-from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import func, insert, select
@@ -195,7 +195,7 @@ def test_schedule_claimed_by_another_process_is_not_fired(db, device, monkeypatc
             values = dict(row._mapping)
             if values["id"] == lost.id:
                 values["next_fire_at"] = DUE - timedelta(days=1)
-            rows.append(SimpleNamespace(**values))
+            rows.append(namedtuple("Row", values)(**values))  # like a Row: by name and place
         return rows
 
     monkeypatch.setattr(runner, "_due_batch", stale)
