@@ -5,18 +5,25 @@ SQLITE_BUSY, and the busy handler sleeps (1, 2, 5, ... up to 100 ms at a time) b
 again: under load a waiting writer sleeps through moments when the database is free, and the
 unlucky ones wait over a second (readings uploads from 16 boards through 4 gunicorn workers: p99
 1.6 s). Here a connection takes an exclusive ``flock`` on ``<database>-writer`` before its first
-write of a transaction and lets go after COMMIT or ROLLBACK. A writer waiting in ``flock`` is
-woken the moment the lock is free, and SQLite's own write lock is free then too.
+write of a transaction and lets go after COMMIT or ROLLBACK. A waiting writer tries again every
+0.2 to 2 ms, so it goes on almost as soon as the last one commits, and SQLite's own write lock
+is free by then.
 
 Readers never touch the lock (WAL lets them read while one writes). A process that dies lets go
-of the lock with its file descriptors. Writers that do not use this class (the ``sqlite3`` shell,
-a migration's DDL) still meet SQLite's busy handler, as before.
+of the lock with its file descriptors. A writer waits for the lock no longer than the connection's
+busy timeout, then gets SQLite's own "database is locked" error, as without the lock. Writers
+that do not use this class (the ``sqlite3`` shell, a migration's DDL) still meet SQLite's busy
+handler, as before. Where the lock file cannot be opened (another user made it), a connection
+writes without it.
 """
 from __future__ import annotations
 
 import fcntl
 import os
 import sqlite3
+import stat
+import time
+import weakref
 from typing import Any
 
 WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
@@ -30,6 +37,28 @@ def lock_path(database: str) -> str | None:
     return database + "-writer"
 
 
+def _open_lock(database: str) -> int | None:
+    """The lock file's descriptor, made with the database file's permissions (as SQLite makes
+    its -wal and -shm files), so processes of other users who may write the database may take
+    the lock too; None when there is no file to lock for, or it cannot be opened."""
+    path = lock_path(database)
+    if path is None:
+        return None
+    try:
+        mode = stat.S_IMODE(os.stat(database).st_mode)
+    except OSError:
+        mode = 0o644
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT, mode)
+    except OSError:
+        return None
+
+
+def _close_fd(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)
+
+
 def _writes(sql: str) -> bool:
     return sql.lstrip()[:7].upper().startswith(WRITES)
 
@@ -39,17 +68,38 @@ class WriterLockConnection(sqlite3.Connection):
 
     def __init__(self, database: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(database, *args, **kwargs)
-        path = lock_path(os.fsdecode(database))
-        self._lock_fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600) if path else None
+        self._timeout = float(kwargs.get("timeout", args[0] if args else 5.0))
+        self._lock_fd = _open_lock(os.fsdecode(database))
         self._writing = False
+        # A connection dropped without close() still gives its descriptor back.
+        self._closer = weakref.finalize(self, _close_fd, self._lock_fd)
 
     def cursor(self, factory: type[sqlite3.Cursor] | None = None) -> sqlite3.Cursor:
         return super().cursor(factory or WriterLockCursor)
 
     def before_write(self) -> None:
-        if not self._writing and self._lock_fd is not None:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-            self._writing = True
+        if self._writing or self._lock_fd is None:
+            return
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._wait_for_lock()
+        self._writing = True
+
+    def _wait_for_lock(self) -> None:
+        """Wait up to the busy timeout. Polled, since flock itself cannot time out: every
+        0.2 ms at first, backing off to 2 ms (SQLite's own handler sleeps up to 100 ms)."""
+        deadline = time.monotonic() + self._timeout
+        pause = 0.0002
+        while True:
+            time.sleep(pause)
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise sqlite3.OperationalError("database is locked") from None
+                pause = min(pause * 2, 0.002)
 
     def release(self) -> None:
         if self._writing:
@@ -73,9 +123,8 @@ class WriterLockConnection(sqlite3.Connection):
             super().close()
         finally:
             self.release()
-            if self._lock_fd is not None:
-                os.close(self._lock_fd)
-                self._lock_fd = None
+            self._closer()
+            self._lock_fd = None
 
 
 class WriterLockCursor(sqlite3.Cursor):

@@ -174,7 +174,17 @@ def _idempotent(caller: str, key: str, call: Callable[[], Any], retry: bool = Tr
     request_hash = idempotency.fingerprint(request.method, request.path,
                                            request.get_data(cache=True))
     now = utcnow()
-    status, payload = _render(call())
+    try:
+        status, payload = _render(call())
+    except DomainError:
+        # The work failed this time (a changed body, a device deleted since): a repeated key
+        # still gets its first answer, or 409 for a different request, before this error.
+        db.session.rollback()
+        replay = idempotency.check_replay(caller, key, request_hash, now)
+        db.session.commit()  # check_replay drops a record past its window
+        if replay is not None:
+            return _replayed(replay)
+        raise
     try:
         if 200 <= status < 300:
             body = orjson.loads(payload) if payload is not None else None

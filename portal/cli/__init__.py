@@ -121,5 +121,9 @@ class CommandLineApp(Flask):
                 return
             try:
                 build(self)
-            finally:
-                self._web_ready = True
+            except BaseException:
+                # Not ready: the next use tries again and meets the same error, rather than
+                # serving a half-built app without its hooks.
+                self._build_web = build
+                raise
+            self._web_ready = True

@@ -48,6 +48,7 @@ class _JSON(TypeDecorator):
 
     impl = JSON
     cache_ok = True
+    should_evaluate_none = True  # as JSON: None is stored as JSON null, not skipped
 
     def load_dialect_impl(self, dialect):
         if dialect.name == "postgresql":

@@ -35,6 +35,18 @@ def test_same_key_with_a_different_body_is_409(client, db, device):
     assert count(db, Reading) == 2
 
 
+def test_a_repeat_whose_work_now_fails_still_gets_the_key_decision(client, db, device):
+    """The key decides before the work's own error: 409 for another body, the first answer
+    for the same one."""
+    upload(client, device, "batch-1")
+    # Refused by the service, not by the schema.
+    bad = {"readings": [{"metric": "t", "value": 1.0, "ts": "1960-01-01T00:00:00Z"}]}
+    response = upload(client, device, "batch-1", bad)
+    assert response.status_code == 409
+    assert response.get_json()["error"]["code"] == "idempotency_key_reused"
+    assert count(db, Reading) == 2
+
+
 def test_keys_are_per_caller(client, db, device, other_device):
     upload(client, device, "batch-1")
     assert upload(client, other_device, "batch-1").status_code == 201

@@ -71,3 +71,26 @@ def test_flask_db_runs_flask_migrate(app):
     assert result.returncode == 0, result.stderr
     assert "Perform database migrations." in result.stdout
     assert "upgrade" in result.stdout and "--directory" in result.stdout
+
+
+def test_a_web_side_that_failed_to_build_fails_again_rather_than_serving_half_built():
+    from portal.cli import CommandLineApp
+
+    attempts = []
+
+    def build(app):
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise RuntimeError("the admin failed to start")
+        app.add_url_rule("/ok", "ok", lambda: "ok")
+
+    app = CommandLineApp("half_built")
+    app.defer_web(build)
+    try:
+        app.url_map
+    except RuntimeError as exc:
+        assert "admin failed" in str(exc)
+    else:
+        raise AssertionError("the first use should have raised")
+    assert app.test_client().get("/ok").get_data(as_text=True) == "ok"  # built on the retry
+    assert len(attempts) == 2

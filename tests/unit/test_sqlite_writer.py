@@ -1,5 +1,8 @@
-"""SQLite writers queue on a file lock instead of failing or sleeping in SQLite's busy handler."""
+"""SQLite writers queue on a file lock instead of sleeping in SQLite's busy handler."""
+import fcntl
+import os
 import sqlite3
+import stat
 import threading
 
 import pytest
@@ -7,12 +10,22 @@ import pytest
 from portal.sqlite_writer import WriterLockConnection, lock_path
 
 
-def connect(path):
-    # timeout=0: no busy handler at all, so a writer that met SQLite's own lock would fail.
-    conn = sqlite3.connect(path, timeout=0, factory=WriterLockConnection,
+def connect(path, timeout=5.0):
+    conn = sqlite3.connect(path, timeout=timeout, factory=WriterLockConnection,
                            check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     return conn
+
+
+def lock_is_held(path) -> bool:
+    fd = os.open(lock_path(path), os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 @pytest.fixture
@@ -23,6 +36,16 @@ def path(tmp_path):
     conn.commit()
     conn.close()
     return path
+
+
+def test_a_writer_holds_the_lock_from_its_first_write_to_commit(path):
+    writer = connect(path)
+    writer.cursor().execute("SELECT count(*) FROM t").fetchall()
+    assert not lock_is_held(path)
+    writer.cursor().execute("INSERT INTO t VALUES (1)")
+    assert lock_is_held(path)
+    writer.commit()
+    assert not lock_is_held(path)
 
 
 def test_a_second_writer_waits_for_the_first_then_writes(path):
@@ -42,6 +65,45 @@ def test_a_second_writer_waits_for_the_first_then_writes(path):
     writer.join(5)
     assert written.is_set()
     assert sorted(first.execute("SELECT x FROM t").fetchall()) == [(1,), (2,)]
+
+
+def test_a_writer_gives_up_after_the_busy_timeout_as_sqlite_would(path):
+    first, second = connect(path), connect(path, timeout=0.2)
+    first.cursor().execute("INSERT INTO t VALUES (1)")
+    with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+        second.cursor().execute("INSERT INTO t VALUES (2)")
+    first.commit()
+    second.cursor().execute("INSERT INTO t VALUES (2)")  # and can write once it is free
+    second.commit()
+
+
+def test_a_lock_file_it_cannot_open_means_writing_without_it(path, monkeypatch):
+    real_open = os.open
+
+    def refuse_lock(name, *args, **kwargs):
+        if str(name).endswith("-writer"):
+            raise PermissionError(name)
+        return real_open(name, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refuse_lock)
+    conn = connect(path)
+    conn.cursor().execute("INSERT INTO t VALUES (1)")
+    conn.commit()
+    assert conn.execute("SELECT x FROM t").fetchall() == [(1,)]
+
+
+def test_the_lock_file_takes_the_database_files_permissions(tmp_path):
+    database = tmp_path / "shared.sqlite3"
+    sqlite3.connect(database).close()
+    os.chmod(database, 0o664)
+    connect(str(database)).close()
+    assert stat.S_IMODE(os.stat(lock_path(str(database))).st_mode) == 0o664 & ~current_umask()
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def test_readers_do_not_wait_for_a_writer(path):
