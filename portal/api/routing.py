@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Callable, Literal
 
 import orjson
@@ -179,11 +180,9 @@ def _idempotent(caller: str, key: str, call: Callable[[], Any], retry: bool = Tr
     except DomainError:
         # The work failed this time (a changed body, a device deleted since): a repeated key
         # still gets its first answer, or 409 for a different request, before this error.
-        db.session.rollback()
-        replay = idempotency.check_replay(caller, key, request_hash, now)
-        db.session.commit()  # check_replay drops a record past its window
-        if replay is not None:
-            return _replayed(replay)
+        first = _first_answer(caller, key, request_hash, now)
+        if first is not None:
+            return first
         raise
     try:
         if 200 <= status < 300:
@@ -192,14 +191,21 @@ def _idempotent(caller: str, key: str, call: Callable[[], Any], retry: bool = Tr
         db.session.commit()
         return _response(status, payload)
     except IntegrityError:
-        db.session.rollback()
-        replay = idempotency.check_replay(caller, key, request_hash, now)
-        db.session.commit()  # check_replay drops a record past its window
-        if replay is not None:
-            return _replayed(replay)
+        first = _first_answer(caller, key, request_hash, now)
+        if first is not None:
+            return first
         if not retry:
             raise
     return _idempotent(caller, key, call, retry=False)
+
+
+def _first_answer(caller: str, key: str, request_hash: str, now: datetime) -> Response | None:
+    """After this request's work is rolled back: the key's first answer replayed, or None when
+    the key has no live record (raises Conflict for a different request)."""
+    db.session.rollback()
+    replay = idempotency.check_replay(caller, key, request_hash, now)
+    db.session.commit()  # check_replay drops a record past its window
+    return None if replay is None else _replayed(replay)
 
 
 def _replayed(replay: idempotency.Replay) -> Response:

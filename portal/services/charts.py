@@ -34,7 +34,7 @@ def _bucket(column, seconds: int, dialect: str):
 
 
 @contextmanager
-def _hash_grouping() -> Iterator[None]:
+def _hash_grouping(dialect: str) -> Iterator[None]:
     """On PostgreSQL, group the chart's rows in a hash table rather than by sorting them.
 
     The planner cannot tell how many slices a week holds (it takes each reading for its own
@@ -43,7 +43,7 @@ def _hash_grouping() -> Iterator[None]:
     setting is reset right after the one statement. (Not when it fails: the transaction is
     dead then, a statement would only hide the error, and the rollback ends the setting.)
     """
-    if db.engine.dialect.name != "postgresql":
+    if dialect != "postgresql":
         yield
         return
     db.session.execute(text("SET LOCAL enable_sort = off"))
@@ -69,7 +69,8 @@ def reading_series(device_id: int, range_key: str, now: datetime,
     since = now - span
     bucket_seconds = max(1, int(span.total_seconds()) // buckets)
     # Grouped and ordered by the label, so the slice is computed once per reading.
-    bucket = _bucket(Reading.recorded_at, bucket_seconds, db.engine.dialect.name).label("bucket")
+    dialect = db.engine.dialect.name
+    bucket = _bucket(Reading.recorded_at, bucket_seconds, dialect).label("bucket")
     query = (
         select(Reading.metric, bucket, func.avg(Reading.value), func.min(Reading.value),
                func.max(Reading.value))
@@ -78,7 +79,7 @@ def reading_series(device_id: int, range_key: str, now: datetime,
         .group_by(Reading.metric, literal_column("bucket"))
         .order_by(Reading.metric, bucket)
     )
-    with _hash_grouping():
+    with _hash_grouping(dialect):
         rows = db.session.execute(query).all()
     metrics: dict[str, dict[str, list]] = {}
     for metric, slot, avg, low, high in rows:
