@@ -42,6 +42,9 @@ document.addEventListener("DOMContentLoaded", function () {
   if (data && target && window.uPlot) {
     var chart = JSON.parse(data.textContent);
     var palette = ["#1f6feb", "#d29922", "#2da44e", "#cf222e", "#8250df", "#0a3069"];
+    // Every chart spans the chosen range, so they line up, and a metric with one reading
+    // does not stretch its axis over years.
+    var range = [Date.parse(chart.since) / 1000, Date.parse(chart.until) / 1000];
     Object.keys(chart.metrics).forEach(function (metric, i) {
       var s = chart.metrics[metric];
       var box = document.createElement("div");
@@ -54,6 +57,7 @@ document.addEventListener("DOMContentLoaded", function () {
         series: [{}, {label: "avg", stroke: palette[i % palette.length], width: 2},
                  {label: "min", stroke: "#8c959f", dash: [4, 4]},
                  {label: "max", stroke: "#8c959f", dash: [4, 4]}],
+        scales: {x: {time: true, range: range}},
         axes: [{}, {size: 50}]
       }, [s.t, s.avg, s.min, s.max], box);
     });
