@@ -1,4 +1,5 @@
 """``python -m bench``: seed, serve with gunicorn, load with wrk, judge against BUDGETS.md."""
+
 from __future__ import annotations
 
 import argparse
@@ -17,44 +18,64 @@ PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     size = Sizes()
-    parser.add_argument("--scale", type=float, default=1.0,
-                        help="multiply every default size (e.g. 0.01)")
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="multiply every default size (e.g. 0.01)"
+    )
     parser.add_argument("--devices", type=int, help=f"default {size.devices:,}")
     parser.add_argument("--readings", type=int, help=f"default {size.readings:,}")
     parser.add_argument("--schedules", type=int, help=f"default {size.schedules:,}")
     parser.add_argument("--commands", type=int, help=f"default {size.commands:,}")
     parser.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="both")
-    parser.add_argument("--pg-admin-url", default=PG_ADMIN_URL,
-                        help="server where a fresh database is created and dropped")
+    parser.add_argument(
+        "--pg-admin-url",
+        default=PG_ADMIN_URL,
+        help="server where a fresh database is created and dropped",
+    )
     parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers")
     parser.add_argument("--duration", type=float, default=10, help="seconds per API scenario")
-    parser.add_argument("--page-duration", type=float, default=5,
-                        help="seconds per admin page scenario")
+    parser.add_argument(
+        "--page-duration", type=float, default=5, help="seconds per admin page scenario"
+    )
     parser.add_argument("--warmup", type=float, default=1, help="seconds before each scenario")
     parser.add_argument("--connections", type=int, default=16, help="for the API scenarios")
-    parser.add_argument("--page-connections", type=int, default=1,
-                        help="for the admin pages (1: one person's latency, no queueing)")
-    parser.add_argument("--baseline-seconds", type=float, default=5,
-                        help="raw sqlite3 executemany baseline")
+    parser.add_argument(
+        "--page-connections",
+        type=int,
+        default=1,
+        help="for the admin pages (1: one person's latency, no queueing)",
+    )
+    parser.add_argument(
+        "--baseline-seconds", type=float, default=5, help="raw sqlite3 executemany baseline"
+    )
     parser.add_argument("--results-dir", type=Path, default=ROOT / "bench" / "results")
-    parser.add_argument("--chart", type=Path, default=ROOT / "docs" / "bench.png",
-                        help="PNG of the figures against the budgets ('' for none)")
+    parser.add_argument(
+        "--chart",
+        type=Path,
+        default=ROOT / "docs" / "bench.png",
+        help="PNG of the figures against the budgets ('' for none)",
+    )
     return parser.parse_args(argv)
 
 
 def sizes_from(args: argparse.Namespace) -> Sizes:
     base = Sizes().scaled(args.scale) if args.scale != 1.0 else Sizes()
-    return Sizes(*(getattr(args, name) or getattr(base, name)
-                   for name in ("devices", "readings", "schedules", "commands")))
+    return Sizes(
+        *(
+            getattr(args, name) or getattr(base, name)
+            for name in ("devices", "readings", "schedules", "commands")
+        )
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
     databases = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
-    timing = Timing(args.duration, args.page_duration, args.warmup, args.connections,
-                    args.page_connections)
-    results = run_all(sizes_from(args), databases, timing, args.workers, args.pg_admin_url,
-                      args.baseline_seconds)
+    timing = Timing(
+        args.duration, args.page_duration, args.warmup, args.connections, args.page_connections
+    )
+    results = run_all(
+        sizes_from(args), databases, timing, args.workers, args.pg_admin_url, args.baseline_seconds
+    )
     results["budgets"] = report.budgets(results)
     print(report.render(results))
     path = report.write_json(results, args.results_dir)

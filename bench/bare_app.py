@@ -3,6 +3,7 @@
 ``gunicorn bench.bare_app:app`` with the same workers; the upload script posts to it with the
 same headers and bodies as to the portal.
 """
+
 from flask import Flask, request
 
 app = Flask(__name__)

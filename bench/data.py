@@ -4,27 +4,75 @@ Rows are plain tuples in the column order of ``COLUMNS``; instants are produced 
 function so that SQLite gets SQLAlchemy's own text format and PostgreSQL gets aware datetimes.
 The same generators feed the portal's seed and the raw ``sqlite3`` baseline.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from portal.services.tokens import DEVICE_PREFIX, new_token
 
 COLUMNS: dict[str, tuple[str, ...]] = {
-    "devices": ("id", "owner_id", "name", "kind", "location", "description", "enabled",
-                "token_hash", "token_prefix", "last_seen_at", "firmware", "created_at",
-                "updated_at"),
+    "devices": (
+        "id",
+        "owner_id",
+        "name",
+        "kind",
+        "location",
+        "description",
+        "enabled",
+        "token_hash",
+        "token_prefix",
+        "last_seen_at",
+        "firmware",
+        "created_at",
+        "updated_at",
+    ),
     "readings": ("device_id", "metric", "value", "recorded_at"),
-    "commands": ("device_id", "action", "payload", "status", "source", "schedule_id", "due_at",
-                 "created_by_id", "created_at", "expires_at", "delivered_at",
-                 "lease_expires_at", "attempts", "finished_at", "result", "reason"),
-    "schedules": ("id", "name", "device_id", "action", "payload", "kind", "cron",
-                  "interval_seconds", "run_at", "timezone", "enabled", "start_at", "end_at",
-                  "misfire_grace_seconds", "command_ttl_seconds", "next_fire_at",
-                  "last_fire_at", "fire_count", "skipped_count", "created_at", "updated_at"),
+    "commands": (
+        "device_id",
+        "action",
+        "payload",
+        "status",
+        "source",
+        "schedule_id",
+        "due_at",
+        "created_by_id",
+        "created_at",
+        "expires_at",
+        "delivered_at",
+        "lease_expires_at",
+        "attempts",
+        "finished_at",
+        "result",
+        "reason",
+    ),
+    "schedules": (
+        "id",
+        "name",
+        "device_id",
+        "action",
+        "payload",
+        "kind",
+        "cron",
+        "interval_seconds",
+        "run_at",
+        "timezone",
+        "enabled",
+        "start_at",
+        "end_at",
+        "misfire_grace_seconds",
+        "command_ttl_seconds",
+        "next_fire_at",
+        "last_fire_at",
+        "fire_count",
+        "skipped_count",
+        "created_at",
+        "updated_at",
+    ),
 }
 READINGS_SPAN = timedelta(days=7)
 COMMANDS_SPAN = timedelta(days=30)
@@ -42,14 +90,19 @@ class Sizes:
     schedules: int = 10_000
     commands: int = 100_000
 
-    def scaled(self, factor: float) -> "Sizes":
-        return Sizes(*(max(2, int(round(v * factor))) for v in
-                       (self.devices, self.readings, self.schedules, self.commands)))
+    def scaled(self, factor: float) -> Sizes:
+        return Sizes(
+            *(
+                max(2, int(round(v * factor)))
+                for v in (self.devices, self.readings, self.schedules, self.commands)
+            )
+        )
 
-    def small(self, rows: int = 1_000) -> "Sizes":
+    def small(self, rows: int = 1_000) -> Sizes:
         """The comparison data set: same devices, ``rows`` readings and commands."""
-        return replace(self, readings=min(rows, self.readings), schedules=0,
-                       commands=min(rows, self.commands))
+        return replace(
+            self, readings=min(rows, self.readings), schedules=0, commands=min(rows, self.commands)
+        )
 
     @property
     def busy_device_readings(self) -> int:
@@ -59,7 +112,7 @@ class Sizes:
 
 def sqlite_ts(value: datetime) -> str:
     """SQLAlchemy's SQLite DATETIME text for a UTC instant (always with microseconds)."""
-    return value.astimezone(timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def pg_ts(value: datetime) -> datetime:
@@ -71,14 +124,28 @@ def device_tokens(count: int) -> list[tuple[str, str, str]]:
     return [new_token(DEVICE_PREFIX) for _ in range(count)]
 
 
-def devices(sizes: Sizes, tokens: list[tuple[str, str, str]], owner_id: int, now: datetime,
-            ts: Ts) -> Iterator[tuple]:
+def devices(
+    sizes: Sizes, tokens: list[tuple[str, str, str]], owner_id: int, now: datetime, ts: Ts
+) -> Iterator[tuple]:
     created = ts(now - timedelta(days=60))
     for i in range(1, sizes.devices + 1):
         _, digest, prefix = tokens[i - 1]
         seen = ts(now - timedelta(seconds=(i * 37) % 3600))
-        yield (i, owner_id, f"bench-{i:05d}", KINDS[i % len(KINDS)], f"site-{i % 50}", "",
-               True, digest, prefix, seen, "1.4.2", created, created)
+        yield (
+            i,
+            owner_id,
+            f"bench-{i:05d}",
+            KINDS[i % len(KINDS)],
+            f"site-{i % 50}",
+            "",
+            True,
+            digest,
+            prefix,
+            seen,
+            "1.4.2",
+            created,
+            created,
+        )
 
 
 def readings(sizes: Sizes, now: datetime, ts: Ts) -> Iterator[tuple]:
@@ -106,17 +173,30 @@ def commands(sizes: Sizes, now: datetime, ts: Ts) -> Iterator[tuple]:
         delivered = None if status == "expired" else ts(created + timedelta(seconds=2))
         finished = created + timedelta(seconds=5 if status != "expired" else 3600)
         device_id = 1 if k % 10 == 0 else 1 + (k * 7919) % sizes.devices
-        yield (device_id, "relay.on" if k % 2 else "relay.off", payload,
-               status, "person", None, None, None, ts(created), ts(created + timedelta(hours=1)),
-               delivered, None, 0 if status == "expired" else 1, ts(finished),
-               result if status == "succeeded" else None,
-               "no_result" if status == "failed" else None)
+        yield (
+            device_id,
+            "relay.on" if k % 2 else "relay.off",
+            payload,
+            status,
+            "person",
+            None,
+            None,
+            None,
+            ts(created),
+            ts(created + timedelta(hours=1)),
+            delivered,
+            None,
+            0 if status == "expired" else 1,
+            ts(finished),
+            result if status == "succeeded" else None,
+            "no_result" if status == "failed" else None,
+        )
 
 
 def due_time(now: datetime) -> datetime:
     """The latest 5-minute boundary at or before ``now``: both cron and interval are due then."""
     seconds = int(now.timestamp()) // SCHEDULE_STEP_SECONDS * SCHEDULE_STEP_SECONDS
-    return datetime.fromtimestamp(seconds, timezone.utc)
+    return datetime.fromtimestamp(seconds, UTC)
 
 
 def schedules(sizes: Sizes, now: datetime, ts: Ts) -> Iterator[tuple]:
@@ -125,7 +205,26 @@ def schedules(sizes: Sizes, now: datetime, ts: Ts) -> Iterator[tuple]:
     created = ts(due - timedelta(days=1))
     for i in range(1, sizes.schedules + 1):
         cron = i % 2 == 0
-        yield (i, f"schedule-{i:05d}", 1 + (i - 1) % sizes.devices, "relay.on", "{}",
-               "cron" if cron else "interval", "*/5 * * * *" if cron else None,
-               None if cron else SCHEDULE_STEP_SECONDS, None, "UTC", True, None, None, 300, 3600,
-               ts(due), None, 0, 0, created, created)
+        yield (
+            i,
+            f"schedule-{i:05d}",
+            1 + (i - 1) % sizes.devices,
+            "relay.on",
+            "{}",
+            "cron" if cron else "interval",
+            "*/5 * * * *" if cron else None,
+            None if cron else SCHEDULE_STEP_SECONDS,
+            None,
+            "UTC",
+            True,
+            None,
+            None,
+            300,
+            3600,
+            ts(due),
+            None,
+            0,
+            0,
+            created,
+            created,
+        )

@@ -5,6 +5,7 @@ scenario's request through Flask's test client, so the profile shows the portal'
 (no gunicorn, no sockets). Scenarios: upload_100, upload_1, poll_empty, or an admin path
 such as ``/admin/readings/?page=4999``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -12,7 +13,7 @@ import json
 import tempfile
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import seed
@@ -22,10 +23,18 @@ from bench.seed import ADMIN_NAME
 
 def _readings(batch: int) -> bytes:
     now = int(time.time()) - 600
-    return json.dumps({"readings": [
-        {"metric": "temperature" if i % 2 else "humidity", "value": 20 + i / 10,
-         "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + i))}
-        for i in range(batch)]}).encode()
+    return json.dumps(
+        {
+            "readings": [
+                {
+                    "metric": "temperature" if i % 2 else "humidity",
+                    "value": 20 + i / 10,
+                    "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + i)),
+                }
+                for i in range(batch)
+            ]
+        }
+    ).encode()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -42,10 +51,16 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="portal-profile-") as tmp:
         work = Path(tmp)
         database = seed.sqlite_database(work, "profile")
-        seeded = seed.seed(database, Sizes().scaled(args.scale), datetime.now(timezone.utc),
-                           work / "instance")
-        app = create_app({"DATABASE_URL": database.url, "SECRET_KEY": "bench-profile",
-                          "INSTANCE_PATH": str(work / "instance")})
+        seeded = seed.seed(
+            database, Sizes().scaled(args.scale), datetime.now(UTC), work / "instance"
+        )
+        app = create_app(
+            {
+                "DATABASE_URL": database.url,
+                "SECRET_KEY": "bench-profile",
+                "INSTANCE_PATH": str(work / "instance"),
+            }
+        )
         client = app.test_client()
         send = _sender(client, args.scenario, seeded)
         for _ in range(20):
@@ -56,8 +71,10 @@ def main(argv: list[str] | None = None) -> None:
             for _ in range(args.requests):
                 send()
         elapsed = time.perf_counter() - started
-        print(f"{args.requests} requests, {elapsed * 1000 / args.requests:.2f} ms each "
-              "(wall, under the profiler)")
+        print(
+            f"{args.requests} requests, {elapsed * 1000 / args.requests:.2f} ms each "
+            "(wall, under the profiler)"
+        )
         print(profiler.output_text(unicode=True, color=False, show_all=False))
         if args.html:
             args.html.write_text(profiler.output_html())
@@ -71,27 +88,44 @@ def _sender(client, scenario: str, seeded):
 
         def send():
             n = next(counter)
-            answer = client.post("/api/v1/device/readings", data=body, headers={
-                "Authorization": f"Bearer {tokens[n % len(tokens)]}",
-                "Content-Type": "application/json",
-                "Idempotency-Key": f"{uuid.uuid4().hex}"})
+            answer = client.post(
+                "/api/v1/device/readings",
+                data=body,
+                headers={
+                    "Authorization": f"Bearer {tokens[n % len(tokens)]}",
+                    "Content-Type": "application/json",
+                    "Idempotency-Key": f"{uuid.uuid4().hex}",
+                },
+            )
             assert answer.status_code == 201, answer.data
+
         return send
     if scenario == "poll_empty":
+
         def send():
             n = next(counter)
-            answer = client.get("/api/v1/device/commands",
-                                headers={"Authorization": f"Bearer {tokens[n % len(tokens)]}"})
+            answer = client.get(
+                "/api/v1/device/commands",
+                headers={"Authorization": f"Bearer {tokens[n % len(tokens)]}"},
+            )
             assert answer.status_code == 200, answer.data
+
         return send
     page = client.get("/login")
     token = page.data.decode().split('name="csrf_token"', 1)[1].split('value="', 1)[1]
-    client.post("/login", data={"username": ADMIN_NAME, "password": seeded.admin_password,
-                                "csrf_token": token.split('"', 1)[0]})
+    client.post(
+        "/login",
+        data={
+            "username": ADMIN_NAME,
+            "password": seeded.admin_password,
+            "csrf_token": token.split('"', 1)[0],
+        },
+    )
 
     def send():
         answer = client.get(scenario)
         assert answer.status_code == 200, answer.status_code
+
     return send
 
 

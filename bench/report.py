@@ -1,4 +1,5 @@
 """Judge the figures against BUDGETS.md; print one table; write the JSON and the chart."""
+
 from __future__ import annotations
 
 import json
@@ -14,14 +15,39 @@ RSS_MIB = 150.0
 CPU_BUDGETS = {"upload_100": (4.0, 2.0), "upload_1": (2.0, 1.0), "poll_empty": (2.0, 1.0)}
 
 
-def _budget(db: str, name: str, measured: float | None, limit: float, unit: str,
-            at_most: bool = True, detail: str = "") -> dict:
+def _budget(
+    db: str,
+    name: str,
+    measured: float | None,
+    limit: float,
+    unit: str,
+    at_most: bool = True,
+    detail: str = "",
+) -> dict:
     if measured is None:
-        return {"db": db, "budget": name, "measured": None, "limit": limit, "unit": unit,
-                "at_most": at_most, "score": None, "ok": False, "detail": detail or "not measured"}
+        return {
+            "db": db,
+            "budget": name,
+            "measured": None,
+            "limit": limit,
+            "unit": unit,
+            "at_most": at_most,
+            "score": None,
+            "ok": False,
+            "detail": detail or "not measured",
+        }
     score = measured / limit if at_most else (limit / measured if measured else float("inf"))
-    return {"db": db, "budget": name, "measured": measured, "limit": limit, "unit": unit,
-            "at_most": at_most, "score": score, "ok": score <= 1.0, "detail": detail}
+    return {
+        "db": db,
+        "budget": name,
+        "measured": measured,
+        "limit": limit,
+        "unit": unit,
+        "at_most": at_most,
+        "score": score,
+        "ok": score <= 1.0,
+        "detail": detail,
+    }
 
 
 def _p50_ms(s: dict) -> float:
@@ -38,73 +64,157 @@ def budgets(results: dict) -> list[dict]:
         if "error" in info:
             rows.append(_budget(db, "the run finished", None, 0, "", detail=info["error"]))
         if "seed_seconds" in info:
-            rows.append(_budget(db, "seeding / raw sqlite3 bulk insert", info["seed_seconds"]
-                                / base["sqlite_bulk_insert_seconds"], 2.0, "×",
-                                detail=f"{info['seed_seconds']:.1f} s vs "
-                                       f"{base['sqlite_bulk_insert_seconds']:.1f} s"))
+            rows.append(
+                _budget(
+                    db,
+                    "seeding / raw sqlite3 bulk insert",
+                    info["seed_seconds"] / base["sqlite_bulk_insert_seconds"],
+                    2.0,
+                    "×",
+                    detail=f"{info['seed_seconds']:.1f} s vs "
+                    f"{base['sqlite_bulk_insert_seconds']:.1f} s",
+                )
+            )
         if "upload_100" in s:
             up = s["upload_100"]
             raw = base["sqlite_executemany"]["rows_per_s"]
-            rows.append(_budget(db, "upload 100/req: rows/s vs raw sqlite3 executemany",
-                                up["rows_per_s"] / raw, 0.75, "×", at_most=False,
-                                detail=f"{up['rows_per_s']:,.0f} vs {raw:,.0f} rows/s"))
-            bad = sum(s[n]["non2xx"] + sum(s[n]["errors"].values())
-                      for n in ("upload_100", "upload_1") if n in s)
+            rows.append(
+                _budget(
+                    db,
+                    "upload 100/req: rows/s vs raw sqlite3 executemany",
+                    up["rows_per_s"] / raw,
+                    0.75,
+                    "×",
+                    at_most=False,
+                    detail=f"{up['rows_per_s']:,.0f} vs {raw:,.0f} rows/s",
+                )
+            )
+            bad = sum(
+                s[n]["non2xx"] + sum(s[n]["errors"].values())
+                for n in ("upload_100", "upload_1")
+                if n in s
+            )
             lost = [n for n in ("upload_100", "upload_1") if n in s and not s[n]["stored_ok"]]
-            rows.append(_budget(db, "uploads: non-2xx + errors + not-stored-once", bad + len(lost),
-                                1, "count", detail="stored mismatch: " + ", ".join(lost)
-                                if lost else "every accepted reading stored once")
-                        | {"score": 0.0 if bad + len(lost) == 0 else 2.0,
-                           "ok": bad + len(lost) == 0, "limit": 0})
+            rows.append(
+                _budget(
+                    db,
+                    "uploads: non-2xx + errors + not-stored-once",
+                    bad + len(lost),
+                    1,
+                    "count",
+                    detail="stored mismatch: " + ", ".join(lost)
+                    if lost
+                    else "every accepted reading stored once",
+                )
+                | {
+                    "score": 0.0 if bad + len(lost) == 0 else 2.0,
+                    "ok": bad + len(lost) == 0,
+                    "limit": 0,
+                }
+            )
         for name, what in (("upload_1", "upload 1/req"), ("poll_empty", "empty poll")):
             if name in s:
-                rows.append(_budget(db, f"{what}: req/s vs bare Flask route",
-                                    s[name]["rps"] / bare["rps"], 0.5, "×", at_most=False,
-                                    detail=f"{s[name]['rps']:,.0f} vs {bare['rps']:,.0f} req/s"))
+                rows.append(
+                    _budget(
+                        db,
+                        f"{what}: req/s vs bare Flask route",
+                        s[name]["rps"] / bare["rps"],
+                        0.5,
+                        "×",
+                        at_most=False,
+                        detail=f"{s[name]['rps']:,.0f} vs {bare['rps']:,.0f} req/s",
+                    )
+                )
         if "poll_empty" in s:
-            rows.append(_budget(db, "empty poll: p99 latency",
-                                s["poll_empty"]["latency_us"]["p99"] / 1000, POLL_P99_MS, "ms",
-                                detail=f"{s['poll_empty']['connections']} connections"))
+            rows.append(
+                _budget(
+                    db,
+                    "empty poll: p99 latency",
+                    s["poll_empty"]["latency_us"]["p99"] / 1000,
+                    POLL_P99_MS,
+                    "ms",
+                    detail=f"{s['poll_empty']['connections']} connections",
+                )
+            )
         for table in ("readings", "commands"):
             for page in ("page1", "deep", "device"):
                 big, small = s.get(f"{table}_{page}"), s.get(f"{table}_{page}_small")
                 if big is None:
                     continue
-                label = {"page1": "page 1", "device": "one device",
-                         "deep": f"page {big.get('page_number', '')}"}[page]
-                rows.append(_budget(db, f"admin {table}, {label}: p50", _p50_ms(big),
-                                    PAGE_P50_MS, "ms"))
+                label = {
+                    "page1": "page 1",
+                    "device": "one device",
+                    "deep": f"page {big.get('page_number', '')}",
+                }[page]
+                rows.append(
+                    _budget(db, f"admin {table}, {label}: p50", _p50_ms(big), PAGE_P50_MS, "ms")
+                )
                 if small is not None:
-                    rows.append(_budget(db, f"admin {table}, {label}: p50 vs small table",
-                                        _p50_ms(big) / _p50_ms(small), PAGE_RATIO, "×",
-                                        detail=f"{_p50_ms(big):.1f} vs {_p50_ms(small):.1f} ms"))
+                    rows.append(
+                        _budget(
+                            db,
+                            f"admin {table}, {label}: p50 vs small table",
+                            _p50_ms(big) / _p50_ms(small),
+                            PAGE_RATIO,
+                            "×",
+                            detail=f"{_p50_ms(big):.1f} vs {_p50_ms(small):.1f} ms",
+                        )
+                    )
         if "device_page" in s:
-            rows.append(_budget(db, "device page, 7-day chart: p50", _p50_ms(s["device_page"]),
-                                DEVICE_PAGE_P50_MS, "ms"))
+            rows.append(
+                _budget(
+                    db,
+                    "device page, 7-day chart: p50",
+                    _p50_ms(s["device_page"]),
+                    DEVICE_PAGE_P50_MS,
+                    "ms",
+                )
+            )
         tick = info.get("tick")
         if tick:
-            rows.append(_budget(db, "flask scheduler tick, all due", tick["seconds"],
-                                TICK_LIMIT_S[db], "s",
-                                detail=f"fired {tick['fired']} of {tick['due']}; pass "
-                                       f"{tick['pass_seconds'] or 0:.2f} s; empty tick "
-                                       f"{tick['empty_tick_seconds']:.2f} s"))
+            rows.append(
+                _budget(
+                    db,
+                    "flask scheduler tick, all due",
+                    tick["seconds"],
+                    TICK_LIMIT_S[db],
+                    "s",
+                    detail=f"fired {tick['fired']} of {tick['due']}; pass "
+                    f"{tick['pass_seconds'] or 0:.2f} s; empty tick "
+                    f"{tick['empty_tick_seconds']:.2f} s",
+                )
+            )
         if "worker_rss_mib" in info:
-            rows.append(_budget(db, "gunicorn worker RSS after the bench",
-                                info["worker_rss_mib"], RSS_MIB, "MiB"))
+            rows.append(
+                _budget(
+                    db,
+                    "gunicorn worker RSS after the bench",
+                    info["worker_rss_mib"],
+                    RSS_MIB,
+                    "MiB",
+                )
+            )
         for name, (ratio, ms) in CPU_BUDGETS.items():
             if name in s:
                 cpu = s[name]["cpu_ms_per_req"]
-                rows.append(_budget(db, f"{name}: CPU/request vs bare route",
-                                    cpu / bare["cpu_ms_per_req"], ratio, "×",
-                                    detail=f"{cpu:.2f} ms vs {bare['cpu_ms_per_req']:.2f} ms "
-                                           f"(absolute budget {ms} ms)"))
+                rows.append(
+                    _budget(
+                        db,
+                        f"{name}: CPU/request vs bare route",
+                        cpu / bare["cpu_ms_per_req"],
+                        ratio,
+                        "×",
+                        detail=f"{cpu:.2f} ms vs {bare['cpu_ms_per_req']:.2f} ms "
+                        f"(absolute budget {ms} ms)",
+                    )
+                )
     return rows
 
 
 # ---- output ------------------------------------------------------------------------------------
 def _table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows)]
-    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))  # noqa: E731
+    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=False)]
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=False))  # noqa: E731
     return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
 
 
@@ -117,26 +227,61 @@ def _fmt(value: float | None, unit: str) -> str:
 def render(results: dict) -> str:
     base = results["baselines"]
     bare, raw = base["bare_flask"], base["sqlite_executemany"]
-    rows = [["—", "baseline: bare Flask JSON route", f"{bare['rps']:,.0f}",
-             f"{_p50_ms(bare):.1f}", f"{bare['latency_us']['p99'] / 1000:.1f}",
-             str(bare["non2xx"]), f"{bare['cpu_ms_per_req']:.2f}", ""],
-            ["—", "baseline: sqlite3 executemany 100-row tx", "", "", "", "", "",
-             f"{raw['rows_per_s']:,.0f} rows/s"],
-            ["—", "baseline: sqlite3 bulk insert of the data set", "", "", "", "", "",
-             f"{base['sqlite_bulk_insert_seconds']:.1f} s"]]
+    rows = [
+        [
+            "—",
+            "baseline: bare Flask JSON route",
+            f"{bare['rps']:,.0f}",
+            f"{_p50_ms(bare):.1f}",
+            f"{bare['latency_us']['p99'] / 1000:.1f}",
+            str(bare["non2xx"]),
+            f"{bare['cpu_ms_per_req']:.2f}",
+            "",
+        ],
+        [
+            "—",
+            "baseline: sqlite3 executemany 100-row tx",
+            "",
+            "",
+            "",
+            "",
+            "",
+            f"{raw['rows_per_s']:,.0f} rows/s",
+        ],
+        [
+            "—",
+            "baseline: sqlite3 bulk insert of the data set",
+            "",
+            "",
+            "",
+            "",
+            "",
+            f"{base['sqlite_bulk_insert_seconds']:.1f} s",
+        ],
+    ]
     for s in results["scenarios"]:
         note = ""
         if "rows_per_s" in s:
-            note = (f"{s['rows_per_s']:,.0f} rows/s; 201s seen {s['accepted']:,} rows, stored "
-                    f"{s['stored']:,} = {s['completed_requests']:,} requests × {s['batch']} "
-                    f"{'ok' if s['stored_ok'] else 'MISMATCH'}")
+            note = (
+                f"{s['rows_per_s']:,.0f} rows/s; 201s seen {s['accepted']:,} rows, stored "
+                f"{s['stored']:,} = {s['completed_requests']:,} requests × {s['batch']} "
+                f"{'ok' if s['stored_ok'] else 'MISMATCH'}"
+            )
         errors = sum(s["errors"].values())
         if errors:
             note += f" socket errors {errors}"
-        rows.append([s["db"], s["name"] + (f" ({s['path']})" if s.get("path") else ""),
-                     f"{s['rps']:,.0f}", f"{_p50_ms(s):.1f}",
-                     f"{s['latency_us']['p99'] / 1000:.1f}", str(s["non2xx"]),
-                     f"{s['cpu_ms_per_req']:.2f}", note])
+        rows.append(
+            [
+                s["db"],
+                s["name"] + (f" ({s['path']})" if s.get("path") else ""),
+                f"{s['rps']:,.0f}",
+                f"{_p50_ms(s):.1f}",
+                f"{s['latency_us']['p99'] / 1000:.1f}",
+                str(s["non2xx"]),
+                f"{s['cpu_ms_per_req']:.2f}",
+                note,
+            ]
+        )
     for db, info in results["databases"].items():
         if "error" in info:
             rows.append([db, "FAILED", "", "", "", "", "", info["error"]])
@@ -144,16 +289,37 @@ def render(results: dict) -> str:
             rows.append([db, "seeding", "", "", "", "", "", f"{info['seed_seconds']:.1f} s"])
         if info.get("tick"):
             t = info["tick"]
-            rows.append([db, "flask scheduler tick", "", "", "", "", "",
-                         f"{t['seconds']:.2f} s, fired {t['fired']} of {t['due']}"])
+            rows.append(
+                [
+                    db,
+                    "flask scheduler tick",
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    f"{t['seconds']:.2f} s, fired {t['fired']} of {t['due']}",
+                ]
+            )
         if "worker_rss_mib" in info:
             rows.append([db, "worker RSS", "", "", "", "", "", f"{info['worker_rss_mib']:.0f} MiB"])
-    figures = _table(["db", "scenario", "req/s", "p50 ms", "p99 ms", "non-2xx",
-                      "CPU ms/req", "notes"], rows)
-    judged = _table(["db", "budget", "measured", "limit", "", "detail"], [
-        [b["db"], b["budget"], _fmt(b["measured"], b["unit"]),
-         ("≥ " if not b["at_most"] else "≤ ") + _fmt(b["limit"], b["unit"]),
-         "ok" if b["ok"] else "MISSED", b["detail"]] for b in results["budgets"]])
+    figures = _table(
+        ["db", "scenario", "req/s", "p50 ms", "p99 ms", "non-2xx", "CPU ms/req", "notes"], rows
+    )
+    judged = _table(
+        ["db", "budget", "measured", "limit", "", "detail"],
+        [
+            [
+                b["db"],
+                b["budget"],
+                _fmt(b["measured"], b["unit"]),
+                ("≥ " if not b["at_most"] else "≤ ") + _fmt(b["limit"], b["unit"]),
+                "ok" if b["ok"] else "MISSED",
+                b["detail"],
+            ]
+            for b in results["budgets"]
+        ],
+    )
     return figures + "\n\n" + judged
 
 
@@ -177,9 +343,14 @@ def chart(results: dict, path: Path) -> Path:
     judged = [b for b in results["budgets"] if b["score"] is not None]
     names = list(dict.fromkeys(b["budget"] for b in judged))
     dbs = list(dict.fromkeys(b["db"] for b in judged)) or ["—"]
-    fig, axes = plt.subplots(1, len(dbs), figsize=(6.5 * len(dbs) + 2.5, 0.3 * len(names) + 1.8),
-                             sharey=True, squeeze=False)
-    for ax, db in zip(axes[0], dbs):
+    fig, axes = plt.subplots(
+        1,
+        len(dbs),
+        figsize=(6.5 * len(dbs) + 2.5, 0.3 * len(names) + 1.8),
+        sharey=True,
+        squeeze=False,
+    )
+    for ax, db in zip(axes[0], dbs, strict=False):
         rows = {b["budget"]: b for b in judged if b["db"] == db}
         for i, name in enumerate(names):
             b = rows.get(name)
@@ -188,18 +359,27 @@ def chart(results: dict, path: Path) -> Path:
             score = min(b["score"], 3.0)
             ax.barh(i, score, color="#2e7d32" if b["ok"] else "#c62828")
             sign = "≥" if not b["at_most"] else "≤"
-            ax.text(score + 0.03, i, f"{_fmt(b['measured'], b['unit'])} "
-                    f"(budget {sign} {_fmt(b['limit'], b['unit'])})", va="center", fontsize=7)
+            ax.text(
+                score + 0.03,
+                i,
+                f"{_fmt(b['measured'], b['unit'])} (budget {sign} {_fmt(b['limit'], b['unit'])})",
+                va="center",
+                fontsize=7,
+            )
         ax.axvline(1.0, color="black", linewidth=1)
         ax.set_xlim(0, 4.6)
         ax.set_title(db, fontsize=10)
-        ax.set_xlabel("measured ÷ budget (inverted for ≥ budgets); ≤ 1 meets it; capped at 3",
-                      fontsize=7)
+        ax.set_xlabel(
+            "measured ÷ budget (inverted for ≥ budgets); ≤ 1 meets it; capped at 3", fontsize=7
+        )
     axes[0][0].set_yticks(range(len(names)), names, fontsize=7)
     axes[0][0].invert_yaxis()
     meta = results["meta"]
-    fig.suptitle(f"make bench {meta['started_at'][:16]} UTC, commit {meta.get('commit', '')} — "
-                 f"{meta['server']}, {meta['cpus']} cores", fontsize=9)
+    fig.suptitle(
+        f"make bench {meta['started_at'][:16]} UTC, commit {meta.get('commit', '')} — "
+        f"{meta['server']}, {meta['cpus']} cores",
+        fontsize=9,
+    )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")  # the longest budget names fit

@@ -1,4 +1,5 @@
 """One whole benchmark run: baselines, then each database seeded, served, loaded and ticked."""
+
 from __future__ import annotations
 
 import os
@@ -7,7 +8,7 @@ import secrets
 import subprocess
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import scenarios as sc
@@ -20,21 +21,34 @@ def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def run_all(sizes: Sizes, databases: list[str], timing: sc.Timing, workers: int,
-            pg_admin_url: str, baseline_seconds: float, workdir: Path | None = None) -> dict:
+def run_all(
+    sizes: Sizes,
+    databases: list[str],
+    timing: sc.Timing,
+    workers: int,
+    pg_admin_url: str,
+    baseline_seconds: float,
+    workdir: Path | None = None,
+) -> dict:
     """Run every scenario; return the results (figures only; budgets are judged in report)."""
     with tempfile.TemporaryDirectory(prefix="portal-bench-", dir=workdir) as tmp:
         work = Path(tmp)
-        now = datetime.now(timezone.utc)
-        results: dict = {"meta": _meta(sizes, databases, timing, workers, baseline_seconds),
-                         "baselines": {}, "databases": {}, "scenarios": []}
+        now = datetime.now(UTC)
+        results: dict = {
+            "meta": _meta(sizes, databases, timing, workers, baseline_seconds),
+            "baselines": {},
+            "databases": {},
+            "scenarios": [],
+        }
         log(f"baseline: raw sqlite3 bulk insert of {sizes.readings:,} readings and the rest")
         base_file = work / "baseline.sqlite3"
         results["baselines"]["sqlite_bulk_insert_seconds"] = seed.baseline_bulk_insert(
-            base_file, sizes, now)
+            base_file, sizes, now
+        )
         log("baseline: raw sqlite3 executemany, 100-row transactions")
         results["baselines"]["sqlite_executemany"] = seed.baseline_executemany(
-            base_file, baseline_seconds, sizes.devices, now)
+            base_file, baseline_seconds, sizes.devices, now
+        )
         tokens_file = work / "bare-tokens.txt"
         tokens_file.write_text("pd_bare\n")
         log(f"baseline: bare Flask JSON route, gunicorn {workers} sync workers")
@@ -47,30 +61,48 @@ def run_all(sizes: Sizes, databases: list[str], timing: sc.Timing, workers: int,
                 _one_database(kind, sizes, timing, workers, pg_admin_url, work, now, results)
             except Exception as exc:  # keep the other database's figures; report the failure
                 log(f"{kind}: FAILED: {exc.__class__.__name__}: {exc}")
-                results["databases"].setdefault(kind, {})["error"] = f"{exc.__class__.__name__}: {exc}"
-        results["meta"]["finished_at"] = datetime.now(timezone.utc).isoformat()
+                results["databases"].setdefault(kind, {})["error"] = (
+                    f"{exc.__class__.__name__}: {exc}"
+                )
+        results["meta"]["finished_at"] = datetime.now(UTC).isoformat()
         return results
 
 
-def _one_database(kind: str, sizes: Sizes, timing: sc.Timing, workers: int, pg_admin_url: str,
-                  work: Path, now: datetime, results: dict) -> None:
+def _one_database(
+    kind: str,
+    sizes: Sizes,
+    timing: sc.Timing,
+    workers: int,
+    pg_admin_url: str,
+    work: Path,
+    now: datetime,
+    results: dict,
+) -> None:
     instance = work / f"instance-{kind}"
     made: list[seed.Database] = []
     try:
         large = _database(kind, work, "large", pg_admin_url, made)
         small = _database(kind, work, "small", pg_admin_url, made)
-        log(f"{kind}: seeding {sizes.devices:,} devices, {sizes.readings:,} readings, "
-            f"{sizes.commands:,} commands, {sizes.schedules:,} schedules")
+        log(
+            f"{kind}: seeding {sizes.devices:,} devices, {sizes.readings:,} readings, "
+            f"{sizes.commands:,} commands, {sizes.schedules:,} schedules"
+        )
         seeded = seed.seed(large, sizes, now, instance)
         small_seeded = seed.seed(small, sizes.small(), now, instance)
-        info = {"seed_seconds": seeded.seconds, "sizes": sizes.__dict__,
-                "small_sizes": sizes.small().__dict__}
+        info = {
+            "seed_seconds": seeded.seconds,
+            "sizes": sizes.__dict__,
+            "small_sizes": sizes.small().__dict__,
+        }
         results["databases"][kind] = info
         log(f"{kind}: seeded in {seeded.seconds:.1f} s")
         tokens_file = work / f"tokens-{kind}.txt"
         tokens_file.write_text("\n".join(seeded.tokens) + "\n")
-        env = {"PORTAL_DATABASE_URL": large.url, "PORTAL_SECRET_KEY": secrets.token_hex(16),
-               "FLASK_APP": "portal"}
+        env = {
+            "PORTAL_DATABASE_URL": large.url,
+            "PORTAL_SECRET_KEY": secrets.token_hex(16),
+            "FLASK_APP": "portal",
+        }
         args = {e: sc.filter_arg(e, large.url, instance) for e in ("readings", "commands")}
         # The busy device (a tenth of all rows): the one whose page people open, and the
         # small data set's device 1 still fills a whole page, so the comparison is like for like.
@@ -84,9 +116,11 @@ def _one_database(kind: str, sizes: Sizes, timing: sc.Timing, workers: int, pg_a
             log(f"{kind}: admin pages")
             cookie = sc.login(server.url, seeded.admin_password)
             _pages(server, cookie, sizes, device, args, timing, add, "")
-            add("device_page", sc.page_scenario(
-                server, cookie, "/admin/devices/details/?id=1&range=7d", timing),
-                path="/admin/devices/details/?id=1&range=7d")
+            add(
+                "device_page",
+                sc.page_scenario(server, cookie, "/admin/devices/details/?id=1&range=7d", timing),
+                path="/admin/devices/details/?id=1&range=7d",
+            )
             info["worker_rss_mib"] = server.max_rss_mib()
         small_env = {**env, "PORTAL_DATABASE_URL": small.url}
         with Gunicorn("wsgi:app", small_env, workers, work / f"small-{kind}.log") as server:
@@ -100,10 +134,12 @@ def _one_database(kind: str, sizes: Sizes, timing: sc.Timing, workers: int, pg_a
             database.drop()
 
 
-def _database(kind: str, work: Path, label: str, pg_admin_url: str,
-              made: list) -> seed.Database:
-    database = (seed.sqlite_database(work, f"{label}-{kind}") if kind == "sqlite"
-                else seed.postgres_database(pg_admin_url, label))
+def _database(kind: str, work: Path, label: str, pg_admin_url: str, made: list) -> seed.Database:
+    database = (
+        seed.sqlite_database(work, f"{label}-{kind}")
+        if kind == "sqlite"
+        else seed.postgres_database(pg_admin_url, label)
+    )
     made.append(database)
     return database
 
@@ -112,16 +148,19 @@ def _adder(results: dict, kind: str):
     def add(name: str, figures: dict, path: str = "") -> None:
         results["scenarios"].append({"db": kind, "name": name, "path": path, **figures})
         latency = figures["latency_us"]
-        log(f"  {kind} {name}: {figures['rps']:.0f} req/s, p50 {latency['p50'] / 1000:.1f} ms, "
-            f"p99 {latency['p99'] / 1000:.1f} ms, non-2xx {figures['non2xx']}")
+        log(
+            f"  {kind} {name}: {figures['rps']:.0f} req/s, p50 {latency['p50'] / 1000:.1f} ms, "
+            f"p99 {latency['p99'] / 1000:.1f} ms, non-2xx {figures['non2xx']}"
+        )
+
     return add
 
 
-def _pages(server, cookie, sizes: Sizes, device: int, args: dict, timing, add,
-           suffix: str) -> None:
+def _pages(server, cookie, sizes: Sizes, device: int, args: dict, timing, add, suffix: str) -> None:
     for endpoint, rows in (("readings", sizes.readings), ("commands", sizes.commands)):
-        value = str(device) if args[endpoint].endswith("device_id_equals") \
-            else f"bench-{device:05d}"
+        value = (
+            str(device) if args[endpoint].endswith("device_id_equals") else f"bench-{device:05d}"
+        )
         pages = sc.list_pages(endpoint, rows, value, args[endpoint])
         for page in ("page1", "deep", "device"):
             figures = sc.page_scenario(server, cookie, pages[page], timing)
@@ -130,19 +169,38 @@ def _pages(server, cookie, sizes: Sizes, device: int, args: dict, timing, add,
             add(f"{endpoint}_{page}{suffix}", figures, path=pages[page])
 
 
-def _meta(sizes: Sizes, databases: list[str], timing: sc.Timing, workers: int,
-          baseline_seconds: float) -> dict:
+def _meta(
+    sizes: Sizes, databases: list[str], timing: sc.Timing, workers: int, baseline_seconds: float
+) -> dict:
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                                capture_output=True, text=True, timeout=10).stdout.strip()
-        if subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=10).stdout.strip():
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        if subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip():
             commit += "+uncommitted"
     except OSError:
         commit = ""
-    return {"started_at": datetime.now(timezone.utc).isoformat(), "commit": commit,
-            "host": platform.node(), "cpus": os.cpu_count(), "python": platform.python_version(),
-            "server": f"gunicorn --workers {workers} --worker-class sync on 127.0.0.1",
-            "workers": workers, "sizes": sizes.__dict__, "databases": databases,
-            "timing": timing.__dict__, "baseline_seconds": baseline_seconds,
-            "load": "wrk 4 with bench/lua/*.lua"}
+    return {
+        "started_at": datetime.now(UTC).isoformat(),
+        "commit": commit,
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "server": f"gunicorn --workers {workers} --worker-class sync on 127.0.0.1",
+        "workers": workers,
+        "sizes": sizes.__dict__,
+        "databases": databases,
+        "timing": timing.__dict__,
+        "baseline_seconds": baseline_seconds,
+        "load": "wrk 4 with bench/lua/*.lua",
+    }

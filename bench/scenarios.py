@@ -1,4 +1,5 @@
 """The scenarios against one served database: device API, admin pages, the scheduler CLI."""
+
 from __future__ import annotations
 
 import re
@@ -8,7 +9,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -27,8 +28,8 @@ FILTER_ARGS = ("device_id_equals", "device_devices_name_equals")
 
 @dataclass
 class Timing:
-    seconds: float = 10.0       # each API scenario
-    page_seconds: float = 5.0   # each admin page
+    seconds: float = 10.0  # each API scenario
+    page_seconds: float = 5.0  # each admin page
     warmup: float = 1.0
     connections: int = 16
     page_connections: int = 1
@@ -57,9 +58,15 @@ def backend_pids(database: Database) -> list[int]:
     """PostgreSQL server processes serving the portal's connections to this database."""
     if database.kind != "postgresql":
         return []
-    return [row[0] for row in query(database, "SELECT pid FROM pg_stat_activity "
-                                    "WHERE datname = current_database() "
-                                    "AND pid <> pg_backend_pid()")]
+    return [
+        row[0]
+        for row in query(
+            database,
+            "SELECT pid FROM pg_stat_activity "
+            "WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()",
+        )
+    ]
 
 
 def make_schedules_due(database: Database, now: datetime) -> tuple[int, datetime]:
@@ -79,8 +86,17 @@ def login(base_url: str, password: str) -> str:
     match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page.text)
     if match is None:
         raise RuntimeError("no csrf_token on /login")
-    answer = session.post(base_url + "/login", allow_redirects=False, timeout=30, data={
-        "username": ADMIN_NAME, "password": password, "csrf_token": match.group(1), "next": ""})
+    answer = session.post(
+        base_url + "/login",
+        allow_redirects=False,
+        timeout=30,
+        data={
+            "username": ADMIN_NAME,
+            "password": password,
+            "csrf_token": match.group(1),
+            "next": "",
+        },
+    )
     if answer.status_code != 302:
         raise RuntimeError(f"login failed: {answer.status_code}")
     return "; ".join(f"{c.name}={c.value}" for c in session.cookies)
@@ -90,8 +106,9 @@ def filter_arg(endpoint: str, database_url: str, instance: Path) -> str:
     """The list view's URL argument for "this device" (by id when the view has that filter)."""
     from portal import create_app
 
-    app = create_app({"DATABASE_URL": database_url, "SECRET_KEY": "bench-seed",
-                      "INSTANCE_PATH": str(instance)})
+    app = create_app(
+        {"DATABASE_URL": database_url, "SECRET_KEY": "bench-seed", "INSTANCE_PATH": str(instance)}
+    )
     admin = app.extensions["admin"]
     admin = admin[0] if isinstance(admin, list) else admin
     view = next(v for v in admin._views if getattr(v, "endpoint", None) == endpoint)
@@ -108,17 +125,30 @@ def list_pages(endpoint: str, rows: int, device: str, arg: str) -> dict[str, str
     last = max(1, -(-rows // PAGE_SIZE))
     deep = min(DEEP_PAGE, last)
     base = f"/admin/{endpoint}/"
-    return {"page1": base, "deep": f"{base}?page={deep - 1}", "device": f"{base}?{arg}={device}",
-            "deep_page_number": str(deep)}
+    return {
+        "page1": base,
+        "deep": f"{base}?page={deep - 1}",
+        "device": f"{base}?{arg}={device}",
+        "deep_page_number": str(deep),
+    }
 
 
 def page_scenario(server: Gunicorn, cookie: str, path: str, timing: Timing) -> dict:
-    check = requests.get(server.url + path, headers={"Cookie": cookie, "User-Agent": USER_AGENT},
-                         allow_redirects=False, timeout=60)
+    check = requests.get(
+        server.url + path,
+        headers={"Cookie": cookie, "User-Agent": USER_AGENT},
+        allow_redirects=False,
+        timeout=60,
+    )
     if check.status_code != 200:
         raise RuntimeError(f"GET {path} answered {check.status_code}")
-    load = Load(server.url + path, "page.lua", (cookie, USER_AGENT),
-                connections=timing.page_connections, seconds=timing.page_seconds)
+    load = Load(
+        server.url + path,
+        "page.lua",
+        (cookie, USER_AGENT),
+        connections=timing.page_connections,
+        seconds=timing.page_seconds,
+    )
     return measured(server, load, timing, None)
 
 
@@ -151,8 +181,9 @@ def settled_count(database: Database, table: str, timeout: float = 60.0) -> int:
     return previous
 
 
-def upload_scenario(server: Gunicorn, database: Database, tokens_file: Path, batch: int,
-                    timing: Timing) -> dict:
+def upload_scenario(
+    server: Gunicorn, database: Database, tokens_file: Path, batch: int, timing: Timing
+) -> dict:
     """Readings upload; afterwards every accepted reading must be stored exactly once.
 
     Each request carries a unique ``Idempotency-Key`` starting with this run's id, so the
@@ -164,45 +195,72 @@ def upload_scenario(server: Gunicorn, database: Database, tokens_file: Path, bat
     args = (str(tokens_file), str(batch), run_id, str(int(time.time())))
     load = Load(url, "upload.lua", args, connections=timing.connections, seconds=timing.seconds)
     if timing.warmup:
-        run(Load(**{**load.__dict__, "seconds": timing.warmup,
-                    "args": (*args[:2], "warmup" + run_id, args[3])}))
+        run(
+            Load(
+                **{
+                    **load.__dict__,
+                    "seconds": timing.warmup,
+                    "args": (*args[:2], "warmup" + run_id, args[3]),
+                }
+            )
+        )
     before = settled_count(database, "readings")
     figures = measured(server, load, Timing(**{**timing.__dict__, "warmup": 0}), database)
     stored = settled_count(database, "readings") - before
-    completed = query(database, "SELECT count(*) FROM idempotency_records WHERE key LIKE ?",
-                      (run_id + "-%",))[0][0]
+    completed = query(
+        database, "SELECT count(*) FROM idempotency_records WHERE key LIKE ?", (run_id + "-%",)
+    )[0][0]
     accepted = figures["ok"] * batch
-    figures.update(batch=batch, accepted=accepted, stored=stored, completed_requests=completed,
-                   stored_ok=stored == completed * batch and stored >= accepted,
-                   rows_per_s=accepted / figures["seconds"] if figures["seconds"] else 0.0)
+    figures.update(
+        batch=batch,
+        accepted=accepted,
+        stored=stored,
+        completed_requests=completed,
+        stored_ok=stored == completed * batch and stored >= accepted,
+        rows_per_s=accepted / figures["seconds"] if figures["seconds"] else 0.0,
+    )
     return figures
 
 
-def poll_scenario(server: Gunicorn, database: Database, tokens_file: Path,
-                  timing: Timing) -> dict:
-    load = Load(server.url + "/api/v1/device/commands", "poll.lua", (str(tokens_file),),
-                connections=timing.connections, seconds=timing.seconds)
+def poll_scenario(server: Gunicorn, database: Database, tokens_file: Path, timing: Timing) -> dict:
+    load = Load(
+        server.url + "/api/v1/device/commands",
+        "poll.lua",
+        (str(tokens_file),),
+        connections=timing.connections,
+        seconds=timing.seconds,
+    )
     return measured(server, load, timing, database)
 
 
 def bare_scenario(server: Gunicorn, tokens_file: Path, timing: Timing) -> dict:
     args = (str(tokens_file), "1", uuid.uuid4().hex[:12], str(int(time.time())))
-    load = Load(server.url + "/api/v1/device/readings", "upload.lua", args,
-                connections=timing.connections, seconds=timing.seconds)
+    load = Load(
+        server.url + "/api/v1/device/readings",
+        "upload.lua",
+        args,
+        connections=timing.connections,
+        seconds=timing.seconds,
+    )
     return measured(server, load, timing, None)
 
 
 # ---- the scheduler -----------------------------------------------------------------------------
 def tick_scenario(database: Database, env: dict[str, str]) -> dict:
     """Time ``flask scheduler tick`` with every schedule due, then once more with none due."""
-    due_count, _ = make_schedules_due(database, datetime.now(timezone.utc))
+    due_count, _ = make_schedules_due(database, datetime.now(UTC))
     flask = str(Path(sys.executable).with_name("flask"))
     full = _timed([flask, "scheduler", "tick"], env)
     pass_seconds = _last_pass_seconds(database)
     empty = _timed([flask, "scheduler", "tick"], env)
-    return {"due": due_count, "fired": full["stdout"], "seconds": full["seconds"],
-            "pass_seconds": pass_seconds, "empty_tick_seconds": empty["seconds"],
-            "fired_ok": full["stdout"] == str(due_count)}
+    return {
+        "due": due_count,
+        "fired": full["stdout"],
+        "seconds": full["seconds"],
+        "pass_seconds": pass_seconds,
+        "empty_tick_seconds": empty["seconds"],
+        "fired_ok": full["stdout"] == str(due_count),
+    }
 
 
 def _timed(command: list[str], env: dict[str, str]) -> dict:
@@ -215,8 +273,9 @@ def _timed(command: list[str], env: dict[str, str]) -> dict:
 
 
 def _last_pass_seconds(database: Database) -> float | None:
-    rows = query(database, "SELECT started_at, finished_at FROM scheduler_passes "
-                           "ORDER BY id DESC LIMIT 1")
+    rows = query(
+        database, "SELECT started_at, finished_at FROM scheduler_passes ORDER BY id DESC LIMIT 1"
+    )
     if not rows:
         return None
     started, finished = rows[0]

@@ -3,16 +3,17 @@
 The portal's schema comes from ``db.create_all()`` in ``create_app``; rows go in through the
 driver (``executemany`` on SQLite, ``COPY`` on PostgreSQL), never through the HTTP API.
 """
+
 from __future__ import annotations
 
 import secrets
 import sqlite3
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Iterable
 
 import psycopg
 from sqlalchemy.dialects import sqlite as sqlite_dialect
@@ -70,8 +71,14 @@ def _check_columns(tables) -> None:
     """Fail loudly when a model gained a required column the seed does not fill."""
     for name, columns in COLUMNS.items():
         table = tables[name]
-        missing = [c.name for c in table.columns if c.name not in columns and not c.nullable
-                   and not c.primary_key and c.server_default is None]
+        missing = [
+            c.name
+            for c in table.columns
+            if c.name not in columns
+            and not c.nullable
+            and not c.primary_key
+            and c.server_default is None
+        ]
         if missing:
             raise RuntimeError(f"bench/data.py does not fill {name}.{', '.join(missing)}")
 
@@ -85,8 +92,13 @@ def seed(database: Database, sizes: Sizes, now: datetime, instance_dir: Path) ->
     tokens = data.device_tokens(sizes.devices)
     password = secrets.token_urlsafe(12)
     started = time.perf_counter()
-    app = create_app({"DATABASE_URL": database.url, "SECRET_KEY": "bench-seed",
-                      "INSTANCE_PATH": str(instance_dir)})
+    app = create_app(
+        {
+            "DATABASE_URL": database.url,
+            "SECRET_KEY": "bench-seed",
+            "INSTANCE_PATH": str(instance_dir),
+        }
+    )
     with app.app_context():
         _check_columns(db.metadata.tables)
         db.create_all()
@@ -131,8 +143,7 @@ def _rows(sizes: Sizes, tokens, owner_id: int, now: datetime, ts) -> dict[str, I
 
 def _insert_sql(table: str) -> str:
     columns = COLUMNS[table]
-    return (f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
-            f"({', '.join('?' * len(columns))})")
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
 
 
 def _insert_sqlite(raw, sizes: Sizes, tokens, owner_id: int, now: datetime) -> None:
@@ -149,8 +160,10 @@ def _copy_postgres(raw, sizes: Sizes, tokens, owner_id: int, now: datetime) -> N
             for row in rows:
                 copy.write_row(row)
     for table in ("devices", "schedules"):
-        cursor.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                       f"(SELECT coalesce(max(id), 0) + 1 FROM {table}), false)")
+        cursor.execute(
+            f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+            f"(SELECT coalesce(max(id), 0) + 1 FROM {table}), false)"
+        )
     raw.commit()
 
 
@@ -164,8 +177,7 @@ def equivalent_ddl() -> list[str]:
     for name in COLUMNS:
         table = db.metadata.tables[name]
         statements.append(str(CreateTable(table).compile(dialect=dialect)))
-        statements += [str(CreateIndex(index).compile(dialect=dialect))
-                       for index in table.indexes]
+        statements += [str(CreateIndex(index).compile(dialect=dialect)) for index in table.indexes]
     return statements
 
 
@@ -186,8 +198,9 @@ def baseline_bulk_insert(path: Path, sizes: Sizes, now: datetime) -> float:
     return time.perf_counter() - started
 
 
-def baseline_executemany(path: Path, seconds: float, devices: int, now: datetime,
-                         batch: int = 100) -> dict:
+def baseline_executemany(
+    path: Path, seconds: float, devices: int, now: datetime, batch: int = 100
+) -> dict:
     """Rows/s of raw ``sqlite3``: ``executemany`` of ``batch``-row transactions into readings."""
     conn = sqlite3.connect(path, isolation_level=None)
     for pragma in SQLITE_PRAGMAS:
@@ -200,12 +213,21 @@ def baseline_executemany(path: Path, seconds: float, devices: int, now: datetime
     while time.perf_counter() < deadline:
         device_id = 1 + transactions % devices
         conn.execute("BEGIN")
-        conn.executemany(sql, [(device_id, "temperature" if i % 2 else "humidity",
-                                20 + (i % 97) / 10, stamp[i]) for i in range(batch)])
+        conn.executemany(
+            sql,
+            [
+                (device_id, "temperature" if i % 2 else "humidity", 20 + (i % 97) / 10, stamp[i])
+                for i in range(batch)
+            ],
+        )
         conn.execute("COMMIT")
         rows += batch
         transactions += 1
     elapsed = time.perf_counter() - started
     conn.close()
-    return {"rows": rows, "transactions": transactions, "seconds": round(elapsed, 3),
-            "rows_per_s": rows / elapsed}
+    return {
+        "rows": rows,
+        "transactions": transactions,
+        "seconds": round(elapsed, 3),
+        "rows_per_s": rows / elapsed,
+    }

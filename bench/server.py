@@ -1,4 +1,5 @@
 """gunicorn on 127.0.0.1 in the production configuration, and its workers' CPU time and memory."""
+
 from __future__ import annotations
 
 import os
@@ -70,11 +71,22 @@ class Gunicorn:
         self.process: subprocess.Popen | None = None
 
     def command(self) -> list[str]:
-        return [str(Path(sys.executable).with_name("gunicorn")), "--workers", str(self.workers),
-                "--worker-class", "sync", "--bind", f"127.0.0.1:{self.port}",
-                "--log-level", "warning", "--chdir", str(ROOT), self.app]
+        return [
+            str(Path(sys.executable).with_name("gunicorn")),
+            "--workers",
+            str(self.workers),
+            "--worker-class",
+            "sync",
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--log-level",
+            "warning",
+            "--chdir",
+            str(ROOT),
+            self.app,
+        ]
 
-    def __enter__(self) -> "Gunicorn":
+    def __enter__(self) -> Gunicorn:
         self.start()
         return self
 
@@ -82,15 +94,17 @@ class Gunicorn:
         self.stop()
 
     def start(self, timeout: float = 60.0) -> None:
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(self.command(), env=self.env, cwd=ROOT, stdout=log,
-                                        stderr=subprocess.STDOUT)
+        log = open(self.log_path, "ab")  # noqa: SIM115  (the server writes to it until stop())
+        self.process = subprocess.Popen(
+            self.command(), env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+        )
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited with {self.process.returncode}; "
-                                   f"see {self.log_path}")
+                raise RuntimeError(
+                    f"gunicorn exited with {self.process.returncode}; see {self.log_path}"
+                )
             if len(self.worker_pids()) == self.workers and self._healthy():
                 return
             time.sleep(0.2)

@@ -1,71 +1,54 @@
-"""Portal: a Flask-Admin portal for fleets of small devices.
+"""Portal: a Flask-Admin portal for fleets of small devices. ``create_app`` builds it."""
 
-Importing the package imports no Flask: the device agent (``portal.agent``) lives in it too, and
-must start quickly on a small board. ``create_app`` imports what it builds.
-"""
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-if TYPE_CHECKING:
-    import click
-    from flask import Flask
+from flask import Flask, redirect, request, url_for
+from sqlalchemy import event
+
+from portal import models
+from portal.admin import init_admin
+from portal.api import init_api
+from portal.auth import bp as auth_bp
+from portal.cli import register as register_cli
+from portal.config import load_config
+from portal.extensions import babel, csrf, db, limiter, login_manager, migrate
+from portal.headers import init_headers
+from portal.health import bp as health_bp
+from portal.services import audit
+from portal.sessions import CookieSessionInterface
 
 SQLITE_MMAP_BYTES = 256 * 1024 * 1024
 # Settings that give every request a limit, checked by the limiter before each request.
 APP_WIDE_LIMITS = ("RATELIMIT_DEFAULT", "RATELIMIT_APPLICATION", "RATELIMIT_META")
-MIGRATIONS = os.path.join(os.path.dirname(__file__), "..", "migrations")
+MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the app: settings, the database and the CLI, then the web side (extensions that
-    act on requests, blueprints, the admin, request hooks).
-
-    When the ``flask`` command builds the app, the web side is built the first time the URL
-    map is used (see ``portal.cli.CommandLineApp``), so that commands that serve no request,
-    ``flask scheduler tick`` above all, start in a fraction of the time.
-    """
-    from flask import Flask
-
-    from portal.cli import CommandLineApp, loaded_by_flask_command
-    from portal.config import load_config
-    from portal.sessions import CookieSessionInterface
-
+    """Build the app: settings, the database, extensions, blueprints, the admin, hooks, CLI."""
     instance_path = (config or {}).get("INSTANCE_PATH")
-    app_class = CommandLineApp if loaded_by_flask_command() else Flask
-    app = app_class(__name__, instance_relative_config=True, instance_path=instance_path)
+    app = Flask(__name__, instance_relative_config=True, instance_path=instance_path)
     os.makedirs(app.instance_path, exist_ok=True)
     load_config(app, config)
     app.session_interface = CookieSessionInterface()
     init_database(app)
+    init_extensions(app)
+    register_blueprints(app)
+    init_admin(app)
+    register_hooks(app)
     register_cli(app)
-    if isinstance(app, CommandLineApp):
-        app.defer_web(init_web)
-    else:
-        init_web(app)
     return app
 
 
 def init_database(app: Flask) -> None:
-    from sqlalchemy import event
-
-    from portal import models  # noqa: F401  (registers the tables on db.metadata)
-    from portal.extensions import db
-
     db.init_app(app)
+    migrate.init_app(app, db, directory=MIGRATIONS, render_as_batch=True)
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             event.listen(db.engine, "connect", _sqlite_pragmas(app))
-
-
-def init_migrate(app: Flask) -> click.Command:
-    """Bind Flask-Migrate (which imports Alembic) and return its ``flask db`` group."""
-    from portal.extensions import db, migrate
-
-    if "migrate" not in app.extensions:
-        migrate.init_app(app, db, directory=MIGRATIONS, render_as_batch=True)
-    return app.cli.commands["db"]
 
 
 def _sqlite_pragmas(app: Flask):
@@ -85,20 +68,8 @@ def _sqlite_pragmas(app: Flask):
     return on_connect
 
 
-def init_web(app: Flask) -> None:
-    """Everything that acts on requests: extensions, blueprints, the admin and hooks."""
-    from portal.admin import init_admin
-
-    init_extensions(app)
-    register_blueprints(app)
-    init_admin(app)
-    register_hooks(app)
-
-
 def init_extensions(app: Flask) -> None:
-    from portal import models
-    from portal.extensions import csrf, db, limiter, login_manager
-
+    babel.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)
     if not any(app.config.get(name) for name in APP_WIDE_LIMITS):
@@ -121,41 +92,23 @@ def init_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from portal.auth import bp as auth_bp
-    from portal.health import bp as health_bp
-
     app.register_blueprint(auth_bp)
     app.register_blueprint(health_bp)
-    from portal.api import init_api
-
     init_api(app)
 
 
-def register_cli(app: Flask) -> None:
-    from portal.cli import LazyCommand, register
-
-    register(app)
-    # Bound on first use: only `flask db` needs Alembic.
-    app.cli.add_command(LazyCommand("db", lambda: init_migrate(app),
-                                    help="Perform database migrations."))
-
-
 def register_hooks(app: Flask) -> None:
-    from flask import request
-
-    from portal.headers import init_headers
-    from portal.services import audit
-
     @app.before_request
     def _audit_origin():
-        via = "api" if request.path.startswith("/api/") else (
-            "admin" if request.path.startswith("/admin") else "web")
+        via = (
+            "api"
+            if request.path.startswith("/api/")
+            else ("admin" if request.path.startswith("/admin") else "web")
+        )
         audit.set_origin(via, request.remote_addr or "")
 
     init_headers(app)
 
     @app.get("/")
     def index():
-        from flask import redirect, url_for
-
         return redirect(url_for("admin.index"))

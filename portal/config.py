@@ -3,12 +3,14 @@
 Order: these defaults < ``instance/portal.cfg`` < ``PORTAL_*`` environment < the ``overrides``
 mapping given to ``create_app`` (tests use that last one).
 """
+
 from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from flask import Flask
 
@@ -82,8 +84,7 @@ def _database_url(app: Flask) -> None:
         from portal.sqlite_writer import WriterLockConnection
 
         timeout = int(app.config["SQLITE_BUSY_TIMEOUT_MS"]) / 1000
-        options.setdefault("connect_args", {"timeout": timeout,
-                                            "factory": WriterLockConnection})
+        options.setdefault("connect_args", {"timeout": timeout, "factory": WriterLockConnection})
     # No pool_pre_ping: it costs a round trip on every request. A connection the server
     # dropped (a restart) fails one request with 503 instead (api/errors.py), and SQLAlchemy
     # then discards every pooled connection as old as that one.

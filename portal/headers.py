@@ -1,14 +1,17 @@
 """Security headers on every response, and the Content-Security-Policy nonce for scripts."""
+
 from __future__ import annotations
 
 import secrets
 
 from flask import Flask, g
 
-CSP = ("default-src 'self'; script-src 'self' 'nonce-{nonce}'; "
-       "style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self'; "
-       "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
-       "frame-ancestors 'none'")
+CSP = (
+    "default-src 'self'; script-src 'self' 'nonce-{nonce}'; "
+    "style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
 
 
 def csp_nonce() -> str:

@@ -1,4 +1,5 @@
 """The login session: Flask's signed cookie, skipped cheaply when a request carries none."""
+
 from __future__ import annotations
 
 from flask import Flask, Request

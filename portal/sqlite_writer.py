@@ -16,6 +16,7 @@ that do not use this class (the ``sqlite3`` shell, a migration's DDL) still meet
 handler, as before. Where the lock file cannot be opened (another user made it), a connection
 writes without it.
 """
+
 from __future__ import annotations
 
 import fcntl

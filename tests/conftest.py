@@ -3,6 +3,7 @@ personas (admin, operator, other_operator, viewer) and helpers to log in and bui
 
 Each test run makes its own databases and drops them after; each test starts from empty tables.
 """
+
 from __future__ import annotations
 
 import os
@@ -34,8 +35,10 @@ def postgres_url():
     if not base:
         if os.environ.get(REQUIRE_PG_ENV):
             pytest.fail(f"{REQUIRE_PG_ENV} is set but {PG_ENV} is not")
-        pytest.skip(f"PostgreSQL tests need {PG_ENV} (e.g. postgresql+psycopg://postgres@"
-                    "127.0.0.1:5432/test); .ci/run sets it")
+        pytest.skip(
+            f"PostgreSQL tests need {PG_ENV} (e.g. postgresql+psycopg://postgres@"
+            "127.0.0.1:5432/test); .ci/run sets it"
+        )
     url = make_url(base)
     if url.drivername in ("postgresql", "postgres"):
         url = url.set(drivername="postgresql+psycopg")
@@ -45,9 +48,10 @@ def postgres_url():
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     yield url.set(database=name).render_as_string(hide_password=False)
     with admin_engine.connect() as conn:
-        conn.execute(text(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"
-        ), {"n": name})
+        conn.execute(
+            text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
+            {"n": name},
+        )
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
     admin_engine.dispose()
 
@@ -98,13 +102,17 @@ def _truncate() -> None:
     tables = [t.name for t in reversed(_db.metadata.sorted_tables)]
     with _db.engine.begin() as conn:
         if conn.dialect.name == "postgresql":
-            conn.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables)
-                              + " RESTART IDENTITY CASCADE"))
+            conn.execute(
+                text(
+                    "TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"
+                )
+            )
         else:
             for table in tables:
                 conn.execute(text(f'DELETE FROM "{table}"'))
-            conn.execute(text("DELETE FROM sqlite_sequence")) if conn.execute(text(
-                "SELECT 1 FROM sqlite_master WHERE name='sqlite_sequence'")).first() else None
+            conn.execute(text("DELETE FROM sqlite_sequence")) if conn.execute(
+                text("SELECT 1 FROM sqlite_master WHERE name='sqlite_sequence'")
+            ).first() else None
 
 
 @pytest.fixture
@@ -155,8 +163,9 @@ def csrf_token(client, path: str = "/login") -> str:
 
 def login(client, user, password: str = factories.PASSWORD):
     token = csrf_token(client)
-    response = client.post("/login", data={"username": user.username, "password": password,
-                                           "csrf_token": token})
+    response = client.post(
+        "/login", data={"username": user.username, "password": password, "csrf_token": token}
+    )
     assert response.status_code == 302, "login failed"
     return client
 

@@ -1,4 +1,5 @@
 """factory_boy factories for every model: valid by default, unique names by sequence."""
+
 from __future__ import annotations
 
 from datetime import timedelta

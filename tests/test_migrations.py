@@ -1,4 +1,5 @@
 """`flask db upgrade` builds the whole schema from nothing, and `flask db check` finds no drift."""
+
 import os
 import uuid
 
@@ -31,8 +32,9 @@ def empty_database(request, tmp_path):
 
 
 def test_upgrade_then_check_reports_no_drift(empty_database, tmp_path):
-    app = create_app({"INSTANCE_PATH": str(tmp_path), "SECRET_KEY": "x",
-                      "DATABASE_URL": empty_database})
+    app = create_app(
+        {"INSTANCE_PATH": str(tmp_path), "SECRET_KEY": "x", "DATABASE_URL": empty_database}
+    )
     runner = app.test_cli_runner()
     upgrade = runner.invoke(args=["db", "upgrade"])
     assert upgrade.exit_code == 0, upgrade.output
@@ -45,8 +47,9 @@ def test_upgrade_then_check_reports_no_drift(empty_database, tmp_path):
 
 
 def test_downgrade_to_base_and_back(empty_database, tmp_path):
-    app = create_app({"INSTANCE_PATH": str(tmp_path), "SECRET_KEY": "x",
-                      "DATABASE_URL": empty_database})
+    app = create_app(
+        {"INSTANCE_PATH": str(tmp_path), "SECRET_KEY": "x", "DATABASE_URL": empty_database}
+    )
     runner = app.test_cli_runner()
     for args in (["db", "upgrade"], ["db", "downgrade", "base"], ["db", "upgrade"]):
         result = runner.invoke(args=args)

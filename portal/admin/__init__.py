@@ -1,4 +1,5 @@
 """The Flask-Admin site at ``/admin/``: every view is a SecureModelView."""
+
 from __future__ import annotations
 
 from flask import Flask
@@ -27,13 +28,13 @@ class PortalIndexView(AdminIndexView):
 
 
 def init_admin(app: Flask) -> Admin:
+    from portal.admin.account import AccountView
+    from portal.admin.base import localtime
     from portal.admin.devices import DeviceView
     from portal.admin.people import AuditView, TokenView, UserView
     from portal.admin.records import CommandView, ReadingView
-    from portal.admin.account import AccountView
-    from portal.admin.base import localtime
-    from portal.headers import csp_nonce
     from portal.admin.schedules import ScheduleView
+    from portal.headers import csp_nonce
 
     app.add_template_filter(localtime, "localtime")
 
@@ -41,8 +42,9 @@ def init_admin(app: Flask) -> Admin:
         app,
         name="Portal",
         url="/admin",
-        index_view=PortalIndexView(name="Dashboard", url="/admin", menu_icon_type="fa",
-                                   menu_icon_value="fa-tachometer"),
+        index_view=PortalIndexView(
+            name="Dashboard", url="/admin", menu_icon_type="fa", menu_icon_value="fa-tachometer"
+        ),
         theme=Bootstrap4Theme(base_template="admin/portal_master.html", swatch="default"),
         csp_nonce_generator=csp_nonce,
     )
@@ -52,9 +54,11 @@ def init_admin(app: Flask) -> Admin:
     admin.add_view(CommandView(Command, session, name="Commands", endpoint="commands"))
     admin.add_view(ReadingView(Reading, session, name="Readings", endpoint="readings"))
     admin.add_view(UserView(User, session, name="Users", endpoint="users", category="Admin"))
-    admin.add_view(TokenView(PersonalToken, session, name="Tokens", endpoint="tokens",
-                             category="Admin"))
+    admin.add_view(
+        TokenView(PersonalToken, session, name="Tokens", endpoint="tokens", category="Admin")
+    )
     admin.add_view(AccountView(name="My account", endpoint="account", url="/admin/account"))
-    admin.add_view(AuditView(AuditEvent, session, name="Audit log", endpoint="audit",
-                             category="Admin"))
+    admin.add_view(
+        AuditView(AuditEvent, session, name="Audit log", endpoint="audit", category="Admin")
+    )
     return admin

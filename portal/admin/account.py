@@ -1,4 +1,5 @@
 """``/admin/account/``: every user's own settings (time zone, password)."""
+
 from __future__ import annotations
 
 from flask import flash, redirect, request, url_for
@@ -18,12 +19,17 @@ from portal.services.users import update_own_settings
 
 class AccountForm(FlaskForm):
     timezone = SelectField("Time zone", description="Times in the admin are shown in this zone.")
-    current_password = PasswordField("Current password",
-                                     validators=[Optional(), Length(max=1024)],
-                                     render_kw={"autocomplete": "current-password"})
-    new_password = PasswordField("New password", validators=[Optional(), Length(max=1024)],
-                                 description="Leave empty to keep your password.",
-                                 render_kw={"autocomplete": "new-password"})
+    current_password = PasswordField(
+        "Current password",
+        validators=[Optional(), Length(max=1024)],
+        render_kw={"autocomplete": "current-password"},
+    )
+    new_password = PasswordField(
+        "New password",
+        validators=[Optional(), Length(max=1024)],
+        description="Leave empty to keep your password.",
+        render_kw={"autocomplete": "new-password"},
+    )
 
 
 class AccountView(BaseView):
@@ -44,10 +50,12 @@ class AccountView(BaseView):
             form.timezone.data = current_user.timezone
         if form.validate_on_submit():
             try:
-                update_own_settings(current_user._get_current_object(),
-                                    timezone=form.timezone.data,
-                                    current_password=form.current_password.data,
-                                    new_password=form.new_password.data)
+                update_own_settings(
+                    current_user._get_current_object(),
+                    timezone=form.timezone.data,
+                    current_password=form.current_password.data,
+                    new_password=form.new_password.data,
+                )
                 db.session.commit()
             except DomainError as exc:
                 db.session.rollback()

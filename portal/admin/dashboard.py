@@ -1,4 +1,5 @@
 """The dashboard at ``/admin/``: the fleet at a glance, scoped to what the user may see."""
+
 from __future__ import annotations
 
 from flask import current_app

@@ -1,12 +1,13 @@
 """Admin view of devices: create (token shown once), edit, rotate token, delete."""
+
 from __future__ import annotations
 
 from flask import abort, current_app, flash, redirect, request
 from flask_admin import expose
 from flask_admin.actions import action
 from flask_login import current_user
-from sqlalchemy import select
 from flask_wtf import FlaskForm
+from sqlalchemy import select
 from wtforms import BooleanField, IntegerField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, NumberRange
@@ -40,27 +41,48 @@ EDITABLE = ("name", "kind", "location", "description", "enabled")
 
 
 class SendCommandForm(FlaskForm):
-    action = StringField("Action", validators=[InputRequired(), Length(max=64)],
-                         render_kw={"placeholder": "relay.on"})
-    payload = JSONObjectField("Payload (JSON object)", default=dict,
-                              render_kw={"rows": 2, "placeholder": "{}"})
-    expires_in = IntegerField("Expires in (s)", default=3600,
-                              validators=[NumberRange(1, MAX_EXPIRES_IN)])
+    action = StringField(
+        "Action",
+        validators=[InputRequired(), Length(max=64)],
+        render_kw={"placeholder": "relay.on"},
+    )
+    payload = JSONObjectField(
+        "Payload (JSON object)", default=dict, render_kw={"rows": 2, "placeholder": "{}"}
+    )
+    expires_in = IntegerField(
+        "Expires in (s)", default=3600, validators=[NumberRange(1, MAX_EXPIRES_IN)]
+    )
 
 
 def device_page_context(device: Device, range_key: str) -> dict:
     now = utcnow()
-    schedules = db.session.execute(
-        select(Schedule).where(Schedule.device_id == device.id).order_by(Schedule.name)
-    ).scalars().all()
-    commands = db.session.execute(
-        select(Command).where(Command.device_id == device.id)
-        .order_by(Command.id.desc()).limit(20)
-    ).scalars().all()
+    schedules = (
+        db.session.execute(
+            select(Schedule).where(Schedule.device_id == device.id).order_by(Schedule.name)
+        )
+        .scalars()
+        .all()
+    )
+    commands = (
+        db.session.execute(
+            select(Command)
+            .where(Command.device_id == device.id)
+            .order_by(Command.id.desc())
+            .limit(20)
+        )
+        .scalars()
+        .all()
+    )
     return {
         "status": device_status(device, now, current_app.config["DEVICE_ONLINE_SECONDS"]),
-        "schedules": [(s, schedule_service.next_fire_times(s, 5, now)
-                       if s.enabled else [], schedule_service.describe(s)) for s in schedules],
+        "schedules": [
+            (
+                s,
+                schedule_service.next_fire_times(s, 5, now) if s.enabled else [],
+                schedule_service.describe(s),
+            )
+            for s in schedules
+        ],
         "commands": commands,
         "history": object_history(device, 20),
         "chart": reading_series(device.id, range_key, now),
@@ -72,26 +94,61 @@ def device_page_context(device: Device, range_key: str) -> dict:
 
 class DeviceView(SecureModelView):
     device_column = "id"
-    column_list = ("name", "kind", "location", "owner", "enabled", "firmware", "last_seen_at",
-                   "created_at")
-    column_details_list = ("id", "name", "kind", "location", "description", "owner", "enabled",
-                           "firmware", "token_prefix", "last_seen_at", "created_at", "updated_at")
+    column_list = (
+        "name",
+        "kind",
+        "location",
+        "owner",
+        "enabled",
+        "firmware",
+        "last_seen_at",
+        "created_at",
+    )
+    column_details_list = (
+        "id",
+        "name",
+        "kind",
+        "location",
+        "description",
+        "owner",
+        "enabled",
+        "firmware",
+        "token_prefix",
+        "last_seen_at",
+        "created_at",
+        "updated_at",
+    )
     column_export_list = column_details_list
-    column_labels = {"last_seen_at": "Last seen", "created_at": "Created",
-                     "updated_at": "Updated", "token_prefix": "Token starts with",
-                     "owner": "Owner"}
+    column_labels = {
+        "last_seen_at": "Last seen",
+        "created_at": "Created",
+        "updated_at": "Updated",
+        "token_prefix": "Token starts with",
+        "owner": "Owner",
+    }
     column_searchable_list = ("name", "location", "kind")
     column_filters = ("kind", "enabled", "location", "last_seen_at", "owner.username")
-    column_sortable_list = ("name", "kind", "location", "enabled", "firmware", "last_seen_at",
-                            "created_at", ("owner", "owner.username"))
+    column_sortable_list = (
+        "name",
+        "kind",
+        "location",
+        "enabled",
+        "firmware",
+        "last_seen_at",
+        "created_at",
+        ("owner", "owner.username"),
+    )
     column_default_sort = ("name", False)
     form_columns = ("name", "kind", "location", "description", "enabled")
     details_template = "admin/device_details.html"
     form_extra_fields = {
         "name": StringField("Name", validators=[InputRequired(), Length(max=100)]),
-        "kind": StringField("Kind", default="generic",
-                            description="e.g. " + ", ".join(KINDS),
-                            validators=[Length(max=32)]),
+        "kind": StringField(
+            "Kind",
+            default="generic",
+            description="e.g. " + ", ".join(KINDS),
+            validators=[Length(max=32)],
+        ),
         "location": StringField("Location", validators=[Length(max=200)]),
         "description": TextAreaField("Description", validators=[Length(max=5000)]),
         "enabled": BooleanField("Enabled", default=True),
@@ -99,7 +156,8 @@ class DeviceView(SecureModelView):
 
     def _owner_choices(self) -> list[SelectChoice]:
         users = db.session.execute(
-            select(User).where(User.role.in_([Role.admin, Role.operator]), User.active)
+            select(User)
+            .where(User.role.in_([Role.admin, Role.operator]), User.active)
             .order_by(User.username)
         ).scalars()
         return [SelectChoice(str(u.id), f"{u.username} ({u.role.value})") for u in users]
@@ -137,8 +195,9 @@ class DeviceView(SecureModelView):
         return db.session.get(User, int(form.owner.data)) if form.owner.data else None
 
     def service_create(self, form):
-        device, token = create_device(current_user, owner=self._owner(form),
-                                      **form_data(form, *EDITABLE))
+        device, token = create_device(
+            current_user, owner=self._owner(form), **form_data(form, *EDITABLE)
+        )
         db.session.flush()
         self._new_token = (device.name, token)
         return device
@@ -173,19 +232,30 @@ class DeviceView(SecureModelView):
         device = self.get_one(request.args.get("id"))
         form = SendCommandForm()
         if not form.validate_on_submit():
-            flash("Command not sent: " + "; ".join(
-                f"{name}: {', '.join(errors)}" for name, errors in form.errors.items()), "error")
+            flash(
+                "Command not sent: "
+                + "; ".join(f"{name}: {', '.join(errors)}" for name, errors in form.errors.items()),
+                "error",
+            )
             return redirect(self.get_url(".details_view", id=device.id))
         try:
-            command = enqueue_command(current_user, device, form.action.data.strip(),
-                                      form.payload.data, form.expires_in.data)
+            command = enqueue_command(
+                current_user,
+                device,
+                form.action.data.strip(),
+                form.payload.data,
+                form.expires_in.data,
+            )
             db.session.commit()
         except DomainError as exc:
             db.session.rollback()
             if exc.status in (403, 404):
                 abort(exc.status)
-            flash(f"Command not sent: {exc.message} " + " ".join(
-                f"{k}: {v}" for k, v in (exc.fields or {}).items()), "error")
+            flash(
+                f"Command not sent: {exc.message} "
+                + " ".join(f"{k}: {v}" for k, v in (exc.fields or {}).items()),
+                "error",
+            )
         else:
             flash(f"Command #{command.id} {command.action} queued for {device.name}.", "success")
         return redirect(self.get_url(".details_view", id=device.id))
@@ -202,8 +272,11 @@ class DeviceView(SecureModelView):
         show_token_once(device.name, token)
         return redirect(self.get_url(".details_view", id=device.id))
 
-    @action("rotate_tokens", "Rotate tokens",
-            "Give each selected device a new token? Their old tokens stop working at once.")
+    @action(
+        "rotate_tokens",
+        "Rotate tokens",
+        "Give each selected device a new token? Their old tokens stop working at once.",
+    )
     def action_rotate_tokens(self, ids):
         devices = self.selected(ids)
         shown = []
@@ -216,34 +289,42 @@ class DeviceView(SecureModelView):
 
     @action("send_command", "Send a command")
     def action_send_command(self, ids):
-        chosen = ",".join(str(d.id) for d in self.selected(ids)
-                          if access.may_change_device(current_user, d))
+        chosen = ",".join(
+            str(d.id) for d in self.selected(ids) if access.may_change_device(current_user, d)
+        )
         return redirect(self.get_url(".bulk_command_view", ids=chosen))
 
     @expose("/bulk-command/", methods=("GET", "POST"))
     def bulk_command_view(self):
         """One command to many devices: the same action, payload and expiry for each."""
         wanted = int_ids((request.values.get("ids") or "").split(","))
-        devices = [d for d in self.selected(wanted)
-                   if access.may_change_device(current_user, d)]
+        devices = [d for d in self.selected(wanted) if access.may_change_device(current_user, d)]
         if not self.can_edit:
             abort(403)
         form = SendCommandForm()
         if devices and form.validate_on_submit():
             try:
                 for device in devices:
-                    enqueue_command(current_user, device, form.action.data.strip(),
-                                    form.payload.data, form.expires_in.data)
+                    enqueue_command(
+                        current_user,
+                        device,
+                        form.action.data.strip(),
+                        form.payload.data,
+                        form.expires_in.data,
+                    )
                 db.session.commit()
             except DomainError as exc:
                 db.session.rollback()
                 show_domain_error(form, exc)
             else:
-                flash(f"{form.action.data.strip()} queued for {len(devices)} device(s).",
-                      "success")
+                flash(f"{form.action.data.strip()} queued for {len(devices)} device(s).", "success")
                 return redirect(self.get_url(".index_view"))
-        return self.render("admin/bulk_command.html", form=form, devices=devices,
-                           ids=",".join(str(d.id) for d in devices))
+        return self.render(
+            "admin/bulk_command.html",
+            form=form,
+            devices=devices,
+            ids=",".join(str(d.id) for d in devices),
+        )
 
     @action("disable", "Disable", "Disable the selected devices? They will get 401 until enabled.")
     def action_disable(self, ids):

@@ -1,4 +1,5 @@
 """Admin-only views: users, personal tokens and the audit log."""
+
 from __future__ import annotations
 
 from flask import flash, request
@@ -13,7 +14,7 @@ from wtforms.validators import InputRequired, Length, Optional
 
 from portal.admin.base import SecureModelView, form_data, show_token_once
 from portal.extensions import db
-from portal.models import AuditEvent, PersonalToken, Role, User
+from portal.models import Role, User
 from portal.services.tokens import create_personal_token, revoke_personal_token
 from portal.services.users import create_user, delete_user, update_user
 
@@ -31,14 +32,21 @@ class UserView(SecureModelView):
     form_columns = ("username", "role", "active", "timezone", "password")
     form_extra_fields = {
         "username": StringField("Username", validators=[InputRequired(), Length(max=64)]),
-        "role": SelectField("Role", choices=[SelectChoice(r.value, r.value) for r in Role],
-                            default=Role.viewer.value),
+        "role": SelectField(
+            "Role",
+            choices=[SelectChoice(r.value, r.value) for r in Role],
+            default=Role.viewer.value,
+        ),
         "active": BooleanField("Active", default=True),
-        "timezone": StringField("Time zone", default="UTC",
-                                description="IANA name, e.g. Europe/Berlin"),
-        "password": PasswordField("Password", validators=[Optional(), Length(max=1024)],
-                                  description="At least 8 characters. Leave empty when "
-                                              "editing to keep the current password."),
+        "timezone": StringField(
+            "Time zone", default="UTC", description="IANA name, e.g. Europe/Berlin"
+        ),
+        "password": PasswordField(
+            "Password",
+            validators=[Optional(), Length(max=1024)],
+            description="At least 8 characters. Leave empty when "
+            "editing to keep the current password.",
+        ),
     }
 
     def edit_form(self, obj=None):
@@ -49,8 +57,13 @@ class UserView(SecureModelView):
 
     def service_create(self, form):
         data = form_data(form, "username", "role", "active", "timezone", "password")
-        user = create_user(current_user, data["username"], data["password"] or "", data["role"],
-                           active=data["active"])
+        user = create_user(
+            current_user,
+            data["username"],
+            data["password"] or "",
+            data["role"],
+            active=data["active"],
+        )
         if data["timezone"] and data["timezone"] != "UTC":
             update_user(current_user, user, timezone=data["timezone"])
         return user
@@ -71,19 +84,30 @@ class TokenView(SecureModelView):
     column_list = ("user", "label", "token_prefix", "created_at", "last_used_at", "revoked_at")
     column_details_list = column_list
     column_export_list = column_list
-    column_labels = {"token_prefix": "Starts with", "created_at": "Created",
-                     "last_used_at": "Last used", "revoked_at": "Revoked"}
+    column_labels = {
+        "token_prefix": "Starts with",
+        "created_at": "Created",
+        "last_used_at": "Last used",
+        "revoked_at": "Revoked",
+    }
     column_searchable_list = ("label",)
     column_filters = ("user.username", "revoked_at")
     column_default_sort = ("created_at", True)
     form_columns = ("user", "label")
     form_extra_fields = {
         "user": QuerySelectField(
-            "User", query_factory=lambda: db.session.execute(
-                select(User).order_by(User.username)).scalars().all(),
-            validators=[InputRequired()], allow_blank=False),
-        "label": StringField("Label", validators=[Length(max=100)],
-                             description="What the token is for, e.g. backup-script"),
+            "User",
+            query_factory=lambda: (
+                db.session.execute(select(User).order_by(User.username)).scalars().all()
+            ),
+            validators=[InputRequired()],
+            allow_blank=False,
+        ),
+        "label": StringField(
+            "Label",
+            validators=[Length(max=100)],
+            description="What the token is for, e.g. backup-script",
+        ),
     }
 
     def service_create(self, form):
@@ -109,7 +133,8 @@ def _changes(view, context, model, name):
     if not model.changes:
         return ""
     rows = "".join(
-        f"<tr><th>{escape(field)}</th><td>{escape(_short(values[0] if isinstance(values, list) else ''))}</td>"
+        f"<tr><th>{escape(field)}</th>"
+        f"<td>{escape(_short(values[0] if isinstance(values, list) else ''))}</td>"
         f"<td>→ {escape(_short(values[1] if isinstance(values, list) else values))}</td></tr>"
         for field, values in model.changes.items()
     )
@@ -124,12 +149,27 @@ def _short(value) -> str:
 class AuditView(SecureModelView):
     admin_only = True
     supports_create = supports_edit = supports_delete = False
-    column_list = ("created_at", "actor_name", "action", "object_type", "object_id",
-                   "object_repr", "changes", "via", "remote_addr")
+    column_list = (
+        "created_at",
+        "actor_name",
+        "action",
+        "object_type",
+        "object_id",
+        "object_repr",
+        "changes",
+        "via",
+        "remote_addr",
+    )
     column_details_list = column_list
     column_export_list = column_list
-    column_labels = {"created_at": "When", "actor_name": "Who", "object_type": "Object",
-                     "object_id": "Id", "object_repr": "Name", "remote_addr": "From"}
+    column_labels = {
+        "created_at": "When",
+        "actor_name": "Who",
+        "object_type": "Object",
+        "object_id": "Id",
+        "object_repr": "Name",
+        "remote_addr": "From",
+    }
     column_searchable_list = ("actor_name", "object_repr")
     column_filters = ("action", "object_type", "object_id", "actor_name", "via", "created_at")
     column_default_sort = ("id", True)

@@ -1,18 +1,19 @@
 """Admin views of what devices and schedules produce: commands and readings."""
+
 from __future__ import annotations
 
 from flask import flash
 from flask_admin.actions import action
+from flask_admin.contrib.sqla.fields import QuerySelectField
 from flask_login import current_user
 from markupsafe import Markup, escape
 from sqlalchemy.orm import selectinload
 from wtforms import IntegerField, StringField
 from wtforms.validators import InputRequired, NumberRange
-from flask_admin.contrib.sqla.fields import QuerySelectField
 
 from portal.admin.base import JSONObjectField, SecureModelView, form_data
 from portal.extensions import db
-from portal.models import Command, Device, Reading
+from portal.models import Device
 from portal.services import access
 from portal.services.commands import MAX_EXPIRES_IN, cancel_command, enqueue_command
 from portal.services.errors import DomainError
@@ -25,8 +26,14 @@ def changeable_devices():
 
 
 def _status_badge(view, context, model, name):
-    colors = {"queued": "secondary", "delivered": "info", "succeeded": "success",
-              "failed": "danger", "expired": "warning", "cancelled": "dark"}
+    colors = {
+        "queued": "secondary",
+        "delivered": "info",
+        "succeeded": "success",
+        "failed": "danger",
+        "expired": "warning",
+        "cancelled": "dark",
+    }
     value = model.status.value
     return Markup(f'<span class="badge badge-{colors[value]}">{escape(value)}</span>')
 
@@ -38,8 +45,11 @@ class DeviceNameMixin:
     column_auto_select_related = False
 
     def get_query(self):
-        return super().get_query().options(
-            selectinload(self.model.device).load_only(Device.id, Device.name))
+        return (
+            super()
+            .get_query()
+            .options(selectinload(self.model.device).load_only(Device.id, Device.name))
+        )
 
 
 class CommandView(DeviceNameMixin, SecureModelView):
@@ -47,35 +57,71 @@ class CommandView(DeviceNameMixin, SecureModelView):
     simple_list_pager = True
     count_cap = 10_000
     supports_edit = False  # a command is immutable once sent; cancel it instead
-    column_list = ("id", "device", "action", "status", "source", "attempts", "created_at",
-                   "expires_at", "finished_at")
-    column_details_list = ("id", "device", "action", "payload", "status", "source", "schedule",
-                           "due_at", "created_by", "attempts", "created_at", "delivered_at",
-                           "expires_at", "finished_at", "reason", "result")
+    column_list = (
+        "id",
+        "device",
+        "action",
+        "status",
+        "source",
+        "attempts",
+        "created_at",
+        "expires_at",
+        "finished_at",
+    )
+    column_details_list = (
+        "id",
+        "device",
+        "action",
+        "payload",
+        "status",
+        "source",
+        "schedule",
+        "due_at",
+        "created_by",
+        "attempts",
+        "created_at",
+        "delivered_at",
+        "expires_at",
+        "finished_at",
+        "reason",
+        "result",
+    )
     column_export_list = column_details_list
     column_filters = ("status", "source", "action", "created_at", "device_id", "device.name")
     column_searchable_list = ("action",)
     column_sortable_list = ("id", "action", "status", "created_at", "expires_at", "attempts")
     column_default_sort = ("id", True)
     column_formatters = {"status": _status_badge}
-    column_labels = {"created_at": "Created", "expires_at": "Expires",
-                     "finished_at": "Finished", "delivered_at": "Delivered", "due_at": "Due",
-                     "device_id": "Device id"}
+    column_labels = {
+        "created_at": "Created",
+        "expires_at": "Expires",
+        "finished_at": "Finished",
+        "delivered_at": "Delivered",
+        "due_at": "Due",
+        "device_id": "Device id",
+    }
     form_columns = ("device", "action", "payload", "expires_in")
     form_extra_fields = {
-        "device": QuerySelectField("Device", query_factory=changeable_devices,
-                                   validators=[InputRequired()], allow_blank=False),
-        "action": StringField("Action", validators=[InputRequired()],
-                              description="e.g. relay.on, relay.off, reboot"),
+        "device": QuerySelectField(
+            "Device",
+            query_factory=changeable_devices,
+            validators=[InputRequired()],
+            allow_blank=False,
+        ),
+        "action": StringField(
+            "Action", validators=[InputRequired()], description="e.g. relay.on, relay.off, reboot"
+        ),
         "payload": JSONObjectField("Payload (JSON object)", default=dict),
-        "expires_in": IntegerField("Expires in (seconds)", default=3600,
-                                   validators=[NumberRange(1, MAX_EXPIRES_IN)]),
+        "expires_in": IntegerField(
+            "Expires in (seconds)", default=3600, validators=[NumberRange(1, MAX_EXPIRES_IN)]
+        ),
     }
 
     def service_create(self, form):
         data = form_data(form, "device", "action", "payload", "expires_in")
-        return enqueue_command(current_user, data["device"], data["action"], data["payload"],
-                               data["expires_in"])
+        return enqueue_command(
+            current_user, data["device"], data["action"], data["payload"], data["expires_in"]
+        )
 
     def service_delete(self, model):
         cancel_command(current_user, model)

@@ -1,4 +1,5 @@
 """Admin view of schedules: one form for cron, interval and one-off schedules."""
+
 from __future__ import annotations
 
 from flask import flash, request
@@ -12,20 +13,32 @@ from wtforms.validators import InputRequired, Length, NumberRange, Optional
 from portal.admin.base import JSONObjectField, SecureModelView
 from portal.admin.records import changeable_devices
 from portal.extensions import db
-from portal.models import Schedule
 from portal.services import access
 from portal.services import schedules as service
 from portal.services.errors import DomainError
 
-FIELDS = ("name", "device", "action", "payload", "cron", "interval_seconds", "run_at",
-          "timezone", "enabled", "start_at", "end_at", "misfire_grace_seconds",
-          "command_ttl_seconds")
+FIELDS = (
+    "name",
+    "device",
+    "action",
+    "payload",
+    "cron",
+    "interval_seconds",
+    "run_at",
+    "timezone",
+    "enabled",
+    "start_at",
+    "end_at",
+    "misfire_grace_seconds",
+    "command_ttl_seconds",
+)
 LOCAL_HELP = "In the schedule's time zone."
 
 
 def _local(label: str) -> DateTimeLocalField:
-    return DateTimeLocalField(label, format="%Y-%m-%dT%H:%M", validators=[Optional()],
-                              description=LOCAL_HELP)
+    return DateTimeLocalField(
+        label, format="%Y-%m-%dT%H:%M", validators=[Optional()], description=LOCAL_HELP
+    )
 
 
 def _in_words(view, context, model, name):
@@ -40,55 +53,108 @@ def _upcoming(view, context, model, name):
     rows = "".join(
         f"<tr><td>{t:%Y-%m-%d %H:%M} UTC</td>"
         f"<td>{escape(service.to_local(t, model.timezone).strftime('%Y-%m-%d %H:%M'))} "
-        f"{escape(model.timezone)}</td></tr>" for t in times)
+        f"{escape(model.timezone)}</td></tr>"
+        for t in times
+    )
     return Markup(f'<table class="table table-sm mb-0" data-testid="upcoming">{rows}</table>')
 
 
 class ScheduleView(SecureModelView):
     device_column = "device_id"
-    column_list = ("name", "device", "action", "kind", "enabled", "timezone", "next_fire_at",
-                   "last_fire_at", "fire_count", "skipped_count")
-    column_details_list = ("id", "name", "device", "action", "payload", "kind", "in_words",
-                           "upcoming", "cron",
-                           "interval_seconds", "run_at", "timezone", "enabled", "start_at",
-                           "end_at", "misfire_grace_seconds", "command_ttl_seconds",
-                           "next_fire_at", "last_fire_at", "fire_count", "skipped_count",
-                           "created_at", "updated_at")
+    column_list = (
+        "name",
+        "device",
+        "action",
+        "kind",
+        "enabled",
+        "timezone",
+        "next_fire_at",
+        "last_fire_at",
+        "fire_count",
+        "skipped_count",
+    )
+    column_details_list = (
+        "id",
+        "name",
+        "device",
+        "action",
+        "payload",
+        "kind",
+        "in_words",
+        "upcoming",
+        "cron",
+        "interval_seconds",
+        "run_at",
+        "timezone",
+        "enabled",
+        "start_at",
+        "end_at",
+        "misfire_grace_seconds",
+        "command_ttl_seconds",
+        "next_fire_at",
+        "last_fire_at",
+        "fire_count",
+        "skipped_count",
+        "created_at",
+        "updated_at",
+    )
     column_export_list = tuple(c for c in column_details_list if c != "upcoming")
     column_formatters = {"in_words": _in_words, "upcoming": _upcoming}
     column_formatters_export = {"in_words": lambda v, c, m, n: service.describe(m)}
-    column_labels = {"in_words": "When", "upcoming": "Next five runs",
-                     "next_fire_at": "Next run", "last_fire_at": "Last run",
-                     "fire_count": "Fired", "skipped_count": "Skipped",
-                     "interval_seconds": "Interval (s)"}
+    column_labels = {
+        "in_words": "When",
+        "upcoming": "Next five runs",
+        "next_fire_at": "Next run",
+        "last_fire_at": "Last run",
+        "fire_count": "Fired",
+        "skipped_count": "Skipped",
+        "interval_seconds": "Interval (s)",
+    }
     column_searchable_list = ("name", "action")
     column_filters = ("kind", "enabled", "timezone", "next_fire_at", "device.name")
-    column_sortable_list = ("name", "action", "kind", "enabled", "next_fire_at", "last_fire_at",
-                            "fire_count")
+    column_sortable_list = (
+        "name",
+        "action",
+        "kind",
+        "enabled",
+        "next_fire_at",
+        "last_fire_at",
+        "fire_count",
+    )
     column_default_sort = ("next_fire_at", False)
     form_columns = FIELDS
     form_extra_fields = {
         "name": StringField("Name", validators=[InputRequired(), Length(max=100)]),
-        "device": QuerySelectField("Device", query_factory=changeable_devices,
-                                   validators=[InputRequired()], allow_blank=False),
-        "action": StringField("Action", validators=[InputRequired()],
-                              description="e.g. relay.on"),
+        "device": QuerySelectField(
+            "Device",
+            query_factory=changeable_devices,
+            validators=[InputRequired()],
+            allow_blank=False,
+        ),
+        "action": StringField("Action", validators=[InputRequired()], description="e.g. relay.on"),
         "payload": JSONObjectField("Payload (JSON object)", default=dict),
-        "cron": StringField("Cron", validators=[Optional()],
-                            description="Five fields, e.g. 0 7 * * 1-5 (weekdays at 07:00). "
-                                        "Fill exactly one of cron, interval or run at."),
-        "interval_seconds": IntegerField("Interval (seconds)",
-                                         validators=[Optional(), NumberRange(min=1)]),
+        "cron": StringField(
+            "Cron",
+            validators=[Optional()],
+            description="Five fields, e.g. 0 7 * * 1-5 (weekdays at 07:00). "
+            "Fill exactly one of cron, interval or run at.",
+        ),
+        "interval_seconds": IntegerField(
+            "Interval (seconds)", validators=[Optional(), NumberRange(min=1)]
+        ),
         "run_at": _local("Run once at"),
-        "timezone": StringField("Time zone", default="UTC",
-                                description="IANA name, e.g. Europe/Berlin"),
+        "timezone": StringField(
+            "Time zone", default="UTC", description="IANA name, e.g. Europe/Berlin"
+        ),
         "enabled": BooleanField("Enabled", default=True),
         "start_at": _local("Start at"),
         "end_at": _local("End at"),
-        "misfire_grace_seconds": IntegerField("Misfire grace (seconds)", default=300,
-                                              validators=[NumberRange(min=0)]),
-        "command_ttl_seconds": IntegerField("Command expires after (seconds)", default=3600,
-                                            validators=[NumberRange(min=1)]),
+        "misfire_grace_seconds": IntegerField(
+            "Misfire grace (seconds)", default=300, validators=[NumberRange(min=0)]
+        ),
+        "command_ttl_seconds": IntegerField(
+            "Command expires after (seconds)", default=3600, validators=[NumberRange(min=1)]
+        ),
     }
 
     def edit_form(self, obj=None):
@@ -125,8 +191,7 @@ class ScheduleView(SecureModelView):
 
     @action("disable", "Disable", "Disable the selected schedules? They stop at once.")
     def action_disable(self, ids):
-        self._bulk(ids, lambda s: service.set_schedule_enabled(current_user, s, False),
-                   "disabled")
+        self._bulk(ids, lambda s: service.set_schedule_enabled(current_user, s, False), "disabled")
 
     @action("run_now", "Run now", "Send the selected schedules' commands now?")
     def action_run_now(self, ids):

@@ -1,5 +1,6 @@
 """The JSON API at ``/api/v1``: devices with device tokens, people with personal tokens or the
 login session. ``init_api(app)`` registers the blueprint and its error handling."""
+
 from __future__ import annotations
 
 from flask import Blueprint, Flask

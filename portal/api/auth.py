@@ -4,6 +4,7 @@ Bearer requests are exempt from CSRF (a browser never adds the header by itself)
 session request that changes anything must carry ``X-CSRFToken``. Look-ups go by the stored
 hash; ``last_seen_at``/``last_used_at`` are touched at most once per ``TOKEN_TOUCH_SECONDS``.
 """
+
 from __future__ import annotations
 
 from flask import current_app, request
@@ -46,11 +47,13 @@ def authenticate_device() -> DeviceRef:
     token = bearer_token()
     if token is None:
         raise NotAuthenticated("A device token is required.")
-    device = (device_ref_for_token(token, _touch_seconds()) if token.startswith(DEVICE_PREFIX)
-              else None)
+    device = (
+        device_ref_for_token(token, _touch_seconds()) if token.startswith(DEVICE_PREFIX) else None
+    )
     if device is None:
-        raise NotAuthenticated("The token is invalid, or the device is disabled.",
-                               code="invalid_token")
+        raise NotAuthenticated(
+            "The token is invalid, or the device is disabled.", code="invalid_token"
+        )
     return device
 
 
@@ -62,11 +65,13 @@ def authenticate_person() -> User:
     """
     token = bearer_token()
     if token is not None:
-        user = user_for_token(token, _touch_seconds()) if token.startswith(PERSONAL_PREFIX) \
-            else None
+        user = (
+            user_for_token(token, _touch_seconds()) if token.startswith(PERSONAL_PREFIX) else None
+        )
         if user is None:
-            raise NotAuthenticated("The token is invalid or revoked, or its user is inactive.",
-                                   code="invalid_token")
+            raise NotAuthenticated(
+                "The token is invalid or revoked, or its user is inactive.", code="invalid_token"
+            )
         return user
     if not current_user.is_authenticated:
         raise NotAuthenticated("Log in, or send 'Authorization: Bearer <personal token>'.")

@@ -1,4 +1,5 @@
 """Devices for people and scripts: CRUD, token rotation, and a device's readings and commands."""
+
 from __future__ import annotations
 
 from flask import current_app
@@ -30,8 +31,9 @@ from portal.services.errors import InvalidInput
 NOT_NULL = ("name", "enabled")
 
 
-@route("/devices", summary="List devices", tag="devices", query=ListQuery,
-       responses={200: DevicePage})
+@route(
+    "/devices", summary="List devices", tag="devices", query=ListQuery, responses={200: DevicePage}
+)
 def list_devices(user: User, query: ListQuery):
     """Operators see their own devices; viewers and admins see all. Ordered by id."""
     after = decode_id_cursor(query.cursor)
@@ -43,30 +45,50 @@ def list_devices(user: User, query: ListQuery):
     return DevicePage(items=[DeviceOut.of(d) for d in shown], next_cursor=cursor)
 
 
-@route("/devices", "POST", summary="Create a device", tag="devices", body=DeviceIn,
-       responses={201: DeviceWithTokenOut}, errors=(409,))
+@route(
+    "/devices",
+    "POST",
+    summary="Create a device",
+    tag="devices",
+    body=DeviceIn,
+    responses={201: DeviceWithTokenOut},
+    errors=(409,),
+)
 def create_device(user: User, body: DeviceIn):
     """Answers the device with its ``token``, shown this once."""
     device, token = devices.create_device(
-        user, body.name, owner=body.owner, kind=body.kind, location=body.location,
-        description=body.description, enabled=body.enabled)
+        user,
+        body.name,
+        owner=body.owner,
+        kind=body.kind,
+        location=body.location,
+        description=body.description,
+        enabled=body.enabled,
+    )
     return DeviceWithTokenOut.with_token(device, token), 201
 
 
-@route("/devices/{device_id}", summary="Show a device", tag="devices",
-       responses={200: DeviceOut})
+@route("/devices/{device_id}", summary="Show a device", tag="devices", responses={200: DeviceOut})
 def show_device(user: User, device_id: int):
     return DeviceOut.of(get_device_for(user, device_id))
 
 
-@route("/devices/{device_id}", "PATCH", summary="Change a device", tag="devices",
-       body=DevicePatch, responses={200: DeviceOut}, errors=(409,))
+@route(
+    "/devices/{device_id}",
+    "PATCH",
+    summary="Change a device",
+    tag="devices",
+    body=DevicePatch,
+    responses={200: DeviceOut},
+    errors=(409,),
+)
 def change_device(user: User, device_id: int, body: DevicePatch):
     """Only the fields sent change; ``owner`` (a user name) is for admins."""
     device = get_device_for(user, device_id, for_change=True)
     fields = body.model_dump(exclude_unset=True)
-    nulls = {name: "May not be null." for name in NOT_NULL if name in fields
-             and fields[name] is None}
+    nulls = {
+        name: "May not be null." for name in NOT_NULL if name in fields and fields[name] is None
+    }
     if nulls:
         raise InvalidInput(fields=nulls)
     if fields.get("owner", "") is None:
@@ -74,15 +96,25 @@ def change_device(user: User, device_id: int, body: DevicePatch):
     return DeviceOut.of(devices.update_device(user, device, **fields))
 
 
-@route("/devices/{device_id}", "DELETE", summary="Delete a device", tag="devices",
-       responses={204: None})
+@route(
+    "/devices/{device_id}",
+    "DELETE",
+    summary="Delete a device",
+    tag="devices",
+    responses={204: None},
+)
 def delete_device(user: User, device_id: int):
     """Its schedules, commands and readings go with it."""
     devices.delete_device(user, get_device_for(user, device_id, for_change=True))
 
 
-@route("/devices/{device_id}/token", "POST", summary="Rotate a device's token",
-       tag="devices", responses={200: DeviceWithTokenOut})
+@route(
+    "/devices/{device_id}/token",
+    "POST",
+    summary="Rotate a device's token",
+    tag="devices",
+    responses={200: DeviceWithTokenOut},
+)
 def rotate_token(user: User, device_id: int):
     """The new token is shown this once; the old one stops working at once."""
     device = get_device_for(user, device_id, for_change=True)
@@ -90,31 +122,57 @@ def rotate_token(user: User, device_id: int):
     return DeviceWithTokenOut.with_token(device, token)
 
 
-@route("/devices/{device_id}/readings", summary="A device's readings, newest first",
-       tag="devices", query=ReadingsQuery, responses={200: ReadingPage})
+@route(
+    "/devices/{device_id}/readings",
+    summary="A device's readings, newest first",
+    tag="devices",
+    query=ReadingsQuery,
+    responses={200: ReadingPage},
+)
 def list_readings(user: User, device_id: int, query: ReadingsQuery):
     """Filter by ``metric``, ``since`` (inclusive) and ``until`` (exclusive)."""
     device = get_device_for(user, device_id)
-    rows = readings.list_readings(device, metric=query.metric, since=query.since,
-                                  until=query.until, limit=query.limit + 1,
-                                  before=decode_time_cursor(query.cursor))
+    rows = readings.list_readings(
+        device,
+        metric=query.metric,
+        since=query.since,
+        until=query.until,
+        limit=query.limit + 1,
+        before=decode_time_cursor(query.cursor),
+    )
     shown, cursor = page(rows, query.limit, lambda r: (r.recorded_at, r.id))
     return {"items": [reading_item(r) for r in shown], "next_cursor": cursor}
 
 
-@route("/devices/{device_id}/commands", summary="A device's commands, newest first",
-       tag="devices", query=DeviceCommandsQuery, responses={200: CommandPage})
+@route(
+    "/devices/{device_id}/commands",
+    summary="A device's commands, newest first",
+    tag="devices",
+    query=DeviceCommandsQuery,
+    responses={200: CommandPage},
+)
 def list_device_commands(user: User, device_id: int, query: DeviceCommandsQuery):
     device = get_device_for(user, device_id)
-    rows = commands.list_commands(user, status=query.status, device_id=device.id,
-                                  limit=query.limit + 1,
-                                  before_id=decode_id_cursor(query.cursor))
+    rows = commands.list_commands(
+        user,
+        status=query.status,
+        device_id=device.id,
+        limit=query.limit + 1,
+        before_id=decode_id_cursor(query.cursor),
+    )
     shown, cursor = page(rows, query.limit, lambda c: (c.id,))
     return CommandPage(items=[CommandOut.of(c) for c in shown], next_cursor=cursor)
 
 
-@route("/devices/{device_id}/commands", "POST", summary="Send a command", tag="devices",
-       body=CommandIn, responses={201: CommandOut}, idempotent=True)
+@route(
+    "/devices/{device_id}/commands",
+    "POST",
+    summary="Send a command",
+    tag="devices",
+    body=CommandIn,
+    responses={201: CommandOut},
+    idempotent=True,
+)
 def send_command(user: User, device_id: int, body: CommandIn):
     """The command starts ``queued`` and expires after ``expires_in`` seconds."""
     expires_in = body.expires_in

@@ -3,6 +3,7 @@
 ``{"error": {"code": "<snake_case>", "message": "<human text>", "fields": {...}}}`` with
 ``fields`` only for validation errors. No request under ``/api/`` ever gets an HTML page.
 """
+
 from __future__ import annotations
 
 import orjson
@@ -36,14 +37,20 @@ MESSAGES = {
 }
 
 
-def error_response(status: int, code: str, message: str, fields: dict | None = None,
-                   headers: dict[str, str] | None = None) -> Response:
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    fields: dict | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
     """The one place an error body is built."""
     error: dict = {"code": code, "message": message}
     if fields is not None:
         error["fields"] = fields
-    response = Response(orjson.dumps({"error": error}, option=JSON_OPTIONS), status,
-                        mimetype="application/json")
+    response = Response(
+        orjson.dumps({"error": error}, option=JSON_OPTIONS), status, mimetype="application/json"
+    )
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
@@ -57,7 +64,7 @@ def _rollback() -> None:
     # The edge owns the transaction: nothing half-written survives an error.
     try:
         db.session.rollback()
-    except Exception:  # noqa: BLE001 - a broken connection must not hide the real error
+    except Exception:
         current_app.logger.exception("rollback failed")
 
 
@@ -99,8 +106,9 @@ def database_error(exc: DBAPIError):
     it and its siblings, so a retry gets a fresh one); any other database error is a bug."""
     if not exc.connection_invalidated:
         return unexpected_error(exc)
-    current_app.logger.warning("database connection lost on %s %s: %s", request.method,
-                               request.path, exc.orig)
+    current_app.logger.warning(
+        "database connection lost on %s %s: %s", request.method, request.path, exc.orig
+    )
     _rollback()
     message = "The database connection was lost; try again."
     if not is_api_request():

@@ -3,6 +3,7 @@
 Nothing here is written by hand but the security schemes and the status texts: every path,
 parameter, body and answer comes from ``routing.REGISTRY`` and ``schemas``.
 """
+
 from __future__ import annotations
 
 import re
@@ -17,10 +18,17 @@ from portal.api.schemas import MAX_ID, ErrorOut
 PREFIX = "/api/v1"
 REF = "#/components/schemas/{model}"
 STATUS_TEXT = {
-    200: "OK", 201: "Created", 204: "No content", 400: "Malformed JSON or CSRF failure",
-    401: "No or bad credentials", 403: "Visible but read-only for this role",
-    404: "Absent or out of reach", 409: "State conflict", 413: "Body too large",
-    415: "Body is not application/json", 422: "Bad values; `fields` names each one",
+    200: "OK",
+    201: "Created",
+    204: "No content",
+    400: "Malformed JSON or CSRF failure",
+    401: "No or bad credentials",
+    403: "Visible but read-only for this role",
+    404: "Absent or out of reach",
+    409: "State conflict",
+    413: "Body too large",
+    415: "Body is not application/json",
+    422: "Bad values; `fields` names each one",
     503: "Database unavailable",
 }
 SECURITY = {
@@ -39,8 +47,15 @@ class Health(BaseModel):
 
 
 # /healthz lives in its own blueprint; it is part of the contract, so the document lists it.
-HEALTH = Endpoint(path="/healthz", method="GET", name="healthz", summary="Database check",
-                  tag="health", auth="public", responses={200: Health, 503: Health})
+HEALTH = Endpoint(
+    path="/healthz",
+    method="GET",
+    name="healthz",
+    summary="Database check",
+    tag="health",
+    auth="public",
+    responses={200: Health, 503: Health},
+)
 
 _document: dict[str, Any] | None = None
 
@@ -74,18 +89,34 @@ def build_document() -> dict[str, Any]:
         paths.setdefault(full, {})[ep.method.lower()] = _operation(ep, schemas, components)
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Portal API", "version": "1.0.0",
-                 "description": "Devices report readings and take commands; people and "
-                                "scripts manage devices, schedules and commands."},
+        "info": {
+            "title": "Portal API",
+            "version": "1.0.0",
+            "description": "Devices report readings and take commands; people and "
+            "scripts manage devices, schedules and commands.",
+        },
         "paths": paths,
-        "components": {"schemas": components, "securitySchemes": {
-            "deviceToken": {"type": "http", "scheme": "bearer",
-                            "description": "A device token (pd_…), for /api/v1/device/…"},
-            "personalToken": {"type": "http", "scheme": "bearer",
-                              "description": "A personal token (pp_…)."},
-            "session": {"type": "apiKey", "in": "cookie", "name": "session",
-                        "description": "The login session; writes need X-CSRFToken."},
-        }},
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "deviceToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A device token (pd_…), for /api/v1/device/…",
+                },
+                "personalToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A personal token (pp_…).",
+                },
+                "session": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": "session",
+                    "description": "The login session; writes need X-CSRFToken.",
+                },
+            },
+        },
     }
 
 
@@ -94,19 +125,27 @@ def _ref(model: type[BaseModel], mode: str, schemas: dict) -> dict[str, Any]:
 
 
 def _operation(ep: Endpoint, schemas: dict, components: dict) -> dict[str, Any]:
-    op: dict[str, Any] = {"operationId": ep.name, "summary": ep.summary, "tags": [ep.tag],
-                          "security": SECURITY[ep.auth], "parameters": _parameters(ep, components)}
+    op: dict[str, Any] = {
+        "operationId": ep.name,
+        "summary": ep.summary,
+        "tags": [ep.tag],
+        "security": SECURITY[ep.auth],
+        "parameters": _parameters(ep, components),
+    }
     if ep.description:
         op["description"] = ep.description
     if ep.body is not None:
-        op["requestBody"] = {"required": ep.body_required, "content": {
-            "application/json": {"schema": _ref(ep.body, "validation", schemas)}}}
+        op["requestBody"] = {
+            "required": ep.body_required,
+            "content": {"application/json": {"schema": _ref(ep.body, "validation", schemas)}},
+        }
     responses: dict[str, Any] = {}
     for status, model in ep.responses.items():
         responses[str(status)] = {"description": STATUS_TEXT.get(status, "OK")}
         if model is not None:
             responses[str(status)]["content"] = {
-                "application/json": {"schema": _ref(model, "serialization", schemas)}}
+                "application/json": {"schema": _ref(model, "serialization", schemas)}
+            }
     error = {"application/json": {"schema": _ref(ErrorOut, "serialization", schemas)}}
     for status in _error_statuses(ep):
         responses[str(status)] = {"description": STATUS_TEXT[status], "content": error}
@@ -132,23 +171,45 @@ def _error_statuses(ep: Endpoint) -> list[int]:
 
 
 def _parameters(ep: Endpoint, components: dict) -> list[dict[str, Any]]:
-    params = [{"name": name, "in": "path", "required": True,
-               "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}}
-              for name in re.findall(r"{(\w+)}", ep.path)]
+    params = [
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+        }
+        for name in re.findall(r"{(\w+)}", ep.path)
+    ]
     if ep.query is not None:
         schema = ep.query.model_json_schema(ref_template=REF)
         required = set(schema.get("required", ()))
         for name, prop in schema["properties"].items():
-            params.append({"name": name, "in": "query", "required": name in required,
-                           "schema": _query_schema(prop)})
+            params.append(
+                {
+                    "name": name,
+                    "in": "query",
+                    "required": name in required,
+                    "schema": _query_schema(prop),
+                }
+            )
         for name, sub in schema.get("$defs", {}).items():
             components.setdefault(name, sub)
     if ep.idempotent:
-        params.append({"name": "Idempotency-Key", "in": "header", "required": False,
-                       "description": "Retries with the same key within 24 h get the first "
-                                      "answer; the same key with another body is 409.",
-                       "schema": {"type": "string", "minLength": 1, "maxLength": 128,
-                                  "pattern": "^[\\x20-\\x7e]+$"}})
+        params.append(
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "description": "Retries with the same key within 24 h get the first "
+                "answer; the same key with another body is 409.",
+                "schema": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 128,
+                    "pattern": "^[\\x20-\\x7e]+$",
+                },
+            }
+        )
     return params
 
 
@@ -162,8 +223,13 @@ def _query_schema(prop: dict[str, Any]) -> dict[str, Any]:
     return prop
 
 
-@route("/openapi.json", auth="public", summary="This document", tag="meta",
-       responses={200: OpenApiDocument})
+@route(
+    "/openapi.json",
+    auth="public",
+    summary="This document",
+    tag="meta",
+    responses={200: OpenApiDocument},
+)
 def openapi_json():
     """The OpenAPI 3.1 document of this API."""
     return document()

@@ -3,12 +3,14 @@
 A page is one indexed range scan however deep it is (no OFFSET). ``limit`` defaults to 50 and
 stops at 500 (the query schema says so); a cursor that does not decode is 422.
 """
+
 from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime, timezone
-from typing import Any, Callable, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 import orjson
 
@@ -62,14 +64,15 @@ def decode_time_cursor(cursor: str | None) -> tuple[datetime, int] | None:
         at = datetime.fromisoformat(values[0])
         if at.tzinfo is None:
             raise ValueError("naive")
-        at = at.astimezone(timezone.utc)
+        at = at.astimezone(UTC)
     except (ValueError, OverflowError):
         raise InvalidInput(fields={"cursor": BAD_CURSOR}) from None
     return at, _id(values[1], MAX_BIG_ID)
 
 
-def page(rows: Sequence[T], limit: int,
-         key: Callable[[T], tuple]) -> tuple[Sequence[T], str | None]:
+def page(
+    rows: Sequence[T], limit: int, key: Callable[[T], tuple]
+) -> tuple[Sequence[T], str | None]:
     """Split ``limit + 1`` fetched rows into the page and the cursor to the next one."""
     if len(rows) <= limit:
         return rows, None

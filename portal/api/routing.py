@@ -4,12 +4,14 @@
 and body through their schemas, replays ``Idempotency-Key`` requests, turns the answer into
 JSON, commits, and records the endpoint in ``REGISTRY`` for the OpenAPI document.
 """
+
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import orjson
 from flask import Response, request
@@ -58,18 +60,39 @@ class Endpoint:
 REGISTRY: list[Endpoint] = []
 
 
-def route(path: str, method: str = "GET", *, auth: Auth = "person", summary: str, tag: str,
-          responses: dict[int, type[BaseModel] | None], body: type[BaseModel] | None = None,
-          body_required: bool = True, query: type[BaseModel] | None = None,
-          idempotent: bool = False, errors: tuple[int, ...] = ()) -> Callable:
+def route(
+    path: str,
+    method: str = "GET",
+    *,
+    auth: Auth = "person",
+    summary: str,
+    tag: str,
+    responses: dict[int, type[BaseModel] | None],
+    body: type[BaseModel] | None = None,
+    body_required: bool = True,
+    query: type[BaseModel] | None = None,
+    idempotent: bool = False,
+    errors: tuple[int, ...] = (),
+) -> Callable:
     """Register ``view`` at ``path``; it is called with the path's values plus ``device`` or
     ``user`` (the caller), ``query`` and ``body`` (parsed models) as it declares."""
 
     def decorate(view: Callable) -> Callable:
-        endpoint = Endpoint(path=path, method=method, name=view.__name__, summary=summary,
-                            tag=tag, auth=auth, responses=responses, body=body,
-                            body_required=body_required, query=query, idempotent=idempotent,
-                            description=(view.__doc__ or "").strip(), errors=errors)
+        endpoint = Endpoint(
+            path=path,
+            method=method,
+            name=view.__name__,
+            summary=summary,
+            tag=tag,
+            auth=auth,
+            responses=responses,
+            body=body,
+            body_required=body_required,
+            query=query,
+            idempotent=idempotent,
+            description=(view.__doc__ or "").strip(),
+            errors=errors,
+        )
         REGISTRY.append(endpoint)
 
         @functools.wraps(view)
@@ -172,8 +195,9 @@ def _idempotent(caller: str, key: str, call: Callable[[], Any], retry: bool = Tr
     look-up. A record past its 24 h window is dropped on the way and the work runs again.
     """
     idempotency.validate_key(key)
-    request_hash = idempotency.fingerprint(request.method, request.path,
-                                           request.get_data(cache=True))
+    request_hash = idempotency.fingerprint(
+        request.method, request.path, request.get_data(cache=True)
+    )
     now = utcnow()
     try:
         status, payload = _render(call())

@@ -1,4 +1,5 @@
 """Schedules for people and scripts: CRUD and the next fire times."""
+
 from __future__ import annotations
 
 from sqlalchemy import select
@@ -26,13 +27,19 @@ DEFAULTS = {"timezone": "UTC", "misfire_grace_seconds": 300, "command_ttl_second
 
 
 def _out(schedule: Schedule) -> ScheduleOut:
-    values = {name: getattr(schedule, name) for name in ScheduleOut.model_fields
-              if name != "description"}
+    values = {
+        name: getattr(schedule, name) for name in ScheduleOut.model_fields if name != "description"
+    }
     return ScheduleOut.model_validate({**values, "description": schedules.describe(schedule)})
 
 
-@route("/schedules", summary="List schedules", tag="schedules", query=SchedulesQuery,
-       responses={200: SchedulePage})
+@route(
+    "/schedules",
+    summary="List schedules",
+    tag="schedules",
+    query=SchedulesQuery,
+    responses={200: SchedulePage},
+)
 def list_schedules(user: User, query: SchedulesQuery):
     """Schedules of the devices the caller may see, by id; filter by ``device_id``."""
     statement = scope(select(Schedule), user, Schedule.device_id).order_by(Schedule.id)
@@ -46,8 +53,14 @@ def list_schedules(user: User, query: SchedulesQuery):
     return SchedulePage(items=[_out(s) for s in shown], next_cursor=cursor)
 
 
-@route("/schedules", "POST", summary="Create a schedule", tag="schedules", body=ScheduleIn,
-       responses={201: ScheduleOut})
+@route(
+    "/schedules",
+    "POST",
+    summary="Create a schedule",
+    tag="schedules",
+    body=ScheduleIn,
+    responses={201: ScheduleOut},
+)
 def create_schedule(user: User, body: ScheduleIn):
     """Exactly one of ``cron``, ``interval_seconds``, ``run_at``; ``timezone`` is IANA."""
     fields = body.model_dump(exclude={"device_id"})
@@ -58,36 +71,56 @@ def create_schedule(user: User, body: ScheduleIn):
     return _out(schedule), 201
 
 
-@route("/schedules/{schedule_id}", summary="Show a schedule", tag="schedules",
-       responses={200: ScheduleOut})
+@route(
+    "/schedules/{schedule_id}",
+    summary="Show a schedule",
+    tag="schedules",
+    responses={200: ScheduleOut},
+)
 def show_schedule(user: User, schedule_id: int):
     return _out(schedules.get_schedule_for(user, schedule_id))
 
 
-@route("/schedules/{schedule_id}", "PATCH", summary="Change a schedule", tag="schedules",
-       body=SchedulePatch, responses={200: ScheduleOut})
+@route(
+    "/schedules/{schedule_id}",
+    "PATCH",
+    summary="Change a schedule",
+    tag="schedules",
+    body=SchedulePatch,
+    responses={200: ScheduleOut},
+)
 def change_schedule(user: User, schedule_id: int, body: SchedulePatch):
     """Only the fields sent change; sending one of cron/interval_seconds/run_at switches
     the kind."""
     schedule = schedules.get_schedule_for(user, schedule_id, for_change=True)
     fields = body.model_dump(exclude_unset=True)
-    nulls = {name: "May not be null." for name in NOT_NULL
-             if name in fields and fields[name] is None}
+    nulls = {
+        name: "May not be null." for name in NOT_NULL if name in fields and fields[name] is None
+    }
     if nulls:
         raise InvalidInput(fields=nulls)
     return _out(schedules.update_schedule(user, schedule, **fields))
 
 
-@route("/schedules/{schedule_id}", "DELETE", summary="Delete a schedule", tag="schedules",
-       responses={204: None})
+@route(
+    "/schedules/{schedule_id}",
+    "DELETE",
+    summary="Delete a schedule",
+    tag="schedules",
+    responses={204: None},
+)
 def delete_schedule(user: User, schedule_id: int):
     """Commands it already sent stay, no longer tied to it."""
-    schedules.delete_schedule(user, schedules.get_schedule_for(user, schedule_id,
-                                                               for_change=True))
+    schedules.delete_schedule(user, schedules.get_schedule_for(user, schedule_id, for_change=True))
 
 
-@route("/schedules/{schedule_id}/next", summary="The next fire times", tag="schedules",
-       query=NextQuery, responses={200: NextOut})
+@route(
+    "/schedules/{schedule_id}/next",
+    summary="The next fire times",
+    tag="schedules",
+    query=NextQuery,
+    responses={200: NextOut},
+)
 def next_fire_times(user: User, schedule_id: int, query: NextQuery):
     """In UTC and in the schedule's time zone; none for a disabled or finished schedule."""
     schedule = schedules.get_schedule_for(user, schedule_id)

@@ -4,10 +4,11 @@ These models check shape and types only (an object, no unknown fields, finite nu
 strings); the rules the admin needs too (name lengths, metric pattern, cron, time zones) live in
 ``services/`` and ``scheduling/timing.py``. The OpenAPI document is generated from these models.
 """
+
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
@@ -48,7 +49,7 @@ def _plain_json(value: Any) -> Any:
 
 def _utc(value: datetime) -> datetime:
     try:
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)
     except (OverflowError, ValueError):  # year 1 or 9999 pushed out of range by the offset
         raise ValueError("out of range once converted to UTC") from None
 
@@ -79,11 +80,13 @@ class Out(BaseModel):
 
 # ---- errors -------------------------------------------------------------------------------
 
+
 class ErrorDetail(Out):
     code: str = Field(examples=["validation_error"])
     message: str
     fields: dict[str, str] | None = Field(
-        default=None, description="Only for validation errors: each bad field and why.")
+        default=None, description="Only for validation errors: each bad field and why."
+    )
 
 
 class ErrorOut(Out):
@@ -91,6 +94,7 @@ class ErrorOut(Out):
 
 
 # ---- lists --------------------------------------------------------------------------------
+
 
 class ListQuery(Query):
     limit: int = Field(default=50, ge=1, le=MAX_LIMIT)
@@ -106,6 +110,7 @@ class Page(Out, Generic[T]):
 
 
 # ---- the device's side ----------------------------------------------------------------------
+
 
 class HeartbeatIn(Body):
     firmware: Annotated[Text, Field(max_length=64)] | None = None
@@ -158,14 +163,16 @@ class ResultOut(Out):
 
 # ---- devices -----------------------------------------------------------------------------
 
+
 class DeviceIn(Body):
     name: Text
     kind: Text | None = None
     location: Text | None = None
     description: Text | None = None
     enabled: bool = True
-    owner: Text | None = Field(default=None, description="User name of the owner (admin only; "
-                                                         "default: the caller).")
+    owner: Text | None = Field(
+        default=None, description="User name of the owner (admin only; default: the caller)."
+    )
 
 
 class DevicePatch(Body):
@@ -193,10 +200,12 @@ class DeviceOut(Out):
 
     @classmethod
     def of(cls, device: Device) -> DeviceOut:
-        return cls.model_validate({
-            **{name: getattr(device, name) for name in cls.model_fields if name != "owner"},
-            "owner": device.owner.username,
-        })
+        return cls.model_validate(
+            {
+                **{name: getattr(device, name) for name in cls.model_fields if name != "owner"},
+                "owner": device.owner.username,
+            }
+        )
 
 
 class DeviceWithTokenOut(DeviceOut):
@@ -212,6 +221,7 @@ class DevicePage(Page[DeviceOut]):
 
 
 # ---- readings ----------------------------------------------------------------------------
+
 
 class ReadingsQuery(ListQuery):
     metric: str | None = None
@@ -235,6 +245,7 @@ def reading_item(row: Reading) -> dict[str, Any]:
 
 
 # ---- commands ----------------------------------------------------------------------------
+
 
 class CommandIn(Body):
     action: Annotated[Text, Field(examples=["relay.on"])]
@@ -279,6 +290,7 @@ class CommandPage(Page[CommandOut]):
 
 
 # ---- schedules ---------------------------------------------------------------------------
+
 
 class ScheduleIn(Body):
     name: Text

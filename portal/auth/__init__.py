@@ -1,4 +1,5 @@
 """Login and logout (the browser's way in)."""
+
 from portal.auth.views import bp
 
 __all__ = ["bp"]

@@ -1,10 +1,11 @@
 """The auth blueprint: ``/login`` and ``/logout``."""
+
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
-from flask_login import current_user, login_user, logout_user
+from flask_login import login_user, logout_user
 from flask_wtf.csrf import CSRFError
 
 from portal.auth.forms import LoginForm, LogoutForm
@@ -42,8 +43,12 @@ def _failed(response) -> bool:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(_login_limit, methods=["POST"], deduct_when=_failed,
-               key_func=lambda: "login-addr:" + (request.remote_addr or ""))
+@limiter.limit(
+    _login_limit,
+    methods=["POST"],
+    deduct_when=_failed,
+    key_func=lambda: "login-addr:" + (request.remote_addr or ""),
+)
 @limiter.limit(_login_limit, methods=["POST"], deduct_when=_failed, key_func=_username_key)
 def login():
     form = LoginForm()
@@ -87,7 +92,14 @@ def too_many(exc):
         response = error_response(429, "rate_limited", "Too many requests; try again later.")
     else:
         form = LoginForm()
-        response = current_app.make_response((render_template(
-            "auth/login.html", form=form,
-            error="Too many failed attempts. Wait a few minutes and try again."), 429))
+        response = current_app.make_response(
+            (
+                render_template(
+                    "auth/login.html",
+                    form=form,
+                    error="Too many failed attempts. Wait a few minutes and try again.",
+                ),
+                429,
+            )
+        )
     return response

@@ -1,4 +1,5 @@
 """``flask demo``: a small fleet to click through; running it twice changes nothing."""
+
 from __future__ import annotations
 
 import json
@@ -43,10 +44,22 @@ def _seed_readings(device: Device, now) -> None:
         at = now - timedelta(minutes=5 * i)
         hour = at.hour + at.minute / 60
         base = 14 + 6 * (1 - abs(hour - 14) / 14)
-        rows.append({"device_id": device.id, "metric": "temperature",
-                     "value": round(base + rng.uniform(-0.5, 0.5), 2), "recorded_at": at})
-        rows.append({"device_id": device.id, "metric": "humidity",
-                     "value": round(60 + rng.uniform(-8, 8), 1), "recorded_at": at})
+        rows.append(
+            {
+                "device_id": device.id,
+                "metric": "temperature",
+                "value": round(base + rng.uniform(-0.5, 0.5), 2),
+                "recorded_at": at,
+            }
+        )
+        rows.append(
+            {
+                "device_id": device.id,
+                "metric": "humidity",
+                "value": round(60 + rng.uniform(-8, 8), 1),
+                "recorded_at": at,
+            }
+        )
     db.session.execute(insert(Reading), rows)
 
 
@@ -62,8 +75,14 @@ def demo(if_empty: bool) -> None:
     for name, kind, location, owner in DEMO_DEVICES:
         if db.session.execute(select(Device.id).where(Device.name == name)).first():
             continue
-        device, token = create_device(None, name, owner=_demo_owner(owner), kind=kind,
-                                      location=location, description=f"Demo {kind} board.")
+        device, token = create_device(
+            None,
+            name,
+            owner=_demo_owner(owner),
+            kind=kind,
+            location=location,
+            description=f"Demo {kind} board.",
+        )
         tokens[name] = token
         _seed_readings(device, now)
     from portal.cli.demo_schedules import add_demo_schedules
@@ -72,7 +91,10 @@ def demo(if_empty: bool) -> None:
     db.session.commit()
     if tokens:
         path = os.path.join(current_app.instance_path, TOKENS_FILE)
-        saved = json.load(open(path)) if os.path.exists(path) else {}
+        saved = {}
+        if os.path.exists(path):
+            with open(path) as fh:
+                saved = json.load(fh)
         saved.update(tokens)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:

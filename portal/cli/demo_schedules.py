@@ -1,4 +1,5 @@
 """Demo schedules for ``flask demo``: one of each kind, and one that fires every minute."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -13,15 +14,36 @@ from portal.services.schedules import create_schedule
 
 def demo_schedules(now: datetime) -> list[dict[str, Any]]:
     return [
-        {"name": "Morning lights", "device": "greenhouse-pi", "action": "relay.on",
-         "payload": {"channel": 1}, "cron": "0 7 * * *", "timezone": "Europe/Berlin"},
+        {
+            "name": "Morning lights",
+            "device": "greenhouse-pi",
+            "action": "relay.on",
+            "payload": {"channel": 1},
+            "cron": "0 7 * * *",
+            "timezone": "Europe/Berlin",
+        },
         # Every minute, so a fresh demo visibly fires within one.
-        {"name": "Fan pulse", "device": "shed-esp32", "action": "relay.on",
-         "payload": {"seconds": 10}, "interval_seconds": 60},
-        {"name": "Pump weekdays", "device": "pond-pump", "action": "pump.run",
-         "payload": {"minutes": 5}, "cron": "*/30 6-20 * * 1-5", "timezone": "Europe/Berlin"},
-        {"name": "Firmware check", "device": "weather-arduino", "action": "firmware.check",
-         "run_at": now + timedelta(hours=1)},
+        {
+            "name": "Fan pulse",
+            "device": "shed-esp32",
+            "action": "relay.on",
+            "payload": {"seconds": 10},
+            "interval_seconds": 60,
+        },
+        {
+            "name": "Pump weekdays",
+            "device": "pond-pump",
+            "action": "pump.run",
+            "payload": {"minutes": 5},
+            "cron": "*/30 6-20 * * 1-5",
+            "timezone": "Europe/Berlin",
+        },
+        {
+            "name": "Firmware check",
+            "device": "weather-arduino",
+            "action": "firmware.check",
+            "run_at": now + timedelta(hours=1),
+        },
     ]
 
 

@@ -1,4 +1,5 @@
 """``flask devices``: register boards from the shell."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,12 @@ def devices() -> None:
 @devices.command("create", help="Register a device; prints its id, name and token (once) as JSON.")
 @click.argument("name")
 @click.option("--owner", required=True, help="User name of the owner (admin or operator).")
-@click.option("--kind", default="generic", show_default=True,
-              help="Board kind, e.g. raspberry_pi, esp32, arduino.")
+@click.option(
+    "--kind",
+    default="generic",
+    show_default=True,
+    help="Board kind, e.g. raspberry_pi, esp32, arduino.",
+)
 @click.option("--location", default="")
 @with_appcontext
 @domain_command

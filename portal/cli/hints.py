@@ -1,4 +1,5 @@
 """Printed by `make run`: where the portal is and how to start a device agent (no Flask needed)."""
+
 import json
 import os
 import sys
@@ -15,9 +16,11 @@ def main() -> None:
             tokens = json.load(fh)
         if tokens:
             name, token = next(iter(tokens.items()))
-            print(f"Start a simulated device ({name}) in another shell:\n"
-                  f"  .venv/bin/portal-agent --url {url} --token {token} --handler relay\n"
-                  f"(tokens of all demo devices: {path})")
+            print(
+                f"Start a simulated device ({name}) in another shell:\n"
+                f"  .venv/bin/portal-agent --url {url} --token {token} --handler relay\n"
+                f"(tokens of all demo devices: {path})"
+            )
     print(file=sys.stderr)
 
 

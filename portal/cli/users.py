@@ -1,4 +1,5 @@
 """``flask users``: create people and their personal tokens."""
+
 from __future__ import annotations
 
 import secrets

@@ -1,4 +1,5 @@
 """The tables, one module per family; importing this package registers them all."""
+
 from portal.models.audit import AuditEvent, IdempotencyRecord
 from portal.models.commands import Command
 from portal.models.devices import Device

@@ -1,4 +1,5 @@
 """The audit log: who changed what, when and from where."""
+
 from __future__ import annotations
 
 from datetime import datetime

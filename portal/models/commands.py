@@ -1,4 +1,5 @@
 """Commands sent to devices, by a person or a schedule."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -38,9 +39,7 @@ class Command(db.Model):
         enum_column(CommandSource), default=CommandSource.person
     )
     # No index of its own: the unique (schedule_id, due_at) above leads with it.
-    schedule_id: Mapped[int | None] = mapped_column(
-        ForeignKey("schedules.id", ondelete="SET NULL")
-    )
+    schedule_id: Mapped[int | None] = mapped_column(ForeignKey("schedules.id", ondelete="SET NULL"))
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_by_id: Mapped[int | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), index=True

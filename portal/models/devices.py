@@ -1,4 +1,5 @@
 """Boards that send readings and take commands."""
+
 from __future__ import annotations
 
 from datetime import datetime

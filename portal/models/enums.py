@@ -1,16 +1,17 @@
 """Enumerations whose values are the contract's strings."""
+
 import enum
 
 import sqlalchemy as sa
 
 
-class Role(str, enum.Enum):
+class Role(enum.StrEnum):
     admin = "admin"
     operator = "operator"
     viewer = "viewer"
 
 
-class CommandStatus(str, enum.Enum):
+class CommandStatus(enum.StrEnum):
     queued = "queued"
     delivered = "delivered"
     succeeded = "succeeded"
@@ -23,12 +24,12 @@ class CommandStatus(str, enum.Enum):
         return self in (CommandStatus.queued, CommandStatus.delivered)
 
 
-class CommandSource(str, enum.Enum):
+class CommandSource(enum.StrEnum):
     person = "person"
     schedule = "schedule"
 
 
-class ScheduleKind(str, enum.Enum):
+class ScheduleKind(enum.StrEnum):
     cron = "cron"
     interval = "interval"
     once = "once"

@@ -1,4 +1,5 @@
 """Readings: numbers a device measured (the biggest table by far)."""
+
 from __future__ import annotations
 
 from datetime import datetime

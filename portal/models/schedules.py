@@ -1,4 +1,5 @@
 """Schedules: when a command is sent to a device, and the scheduler's record of its passes."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -18,9 +19,7 @@ class Schedule(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
-    device_id: Mapped[int] = mapped_column(
-        ForeignKey("devices.id", ondelete="CASCADE"), index=True
-    )
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), index=True)
     action: Mapped[str] = mapped_column(String(64))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     kind: Mapped[ScheduleKind] = mapped_column(enum_column(ScheduleKind))

@@ -1,4 +1,5 @@
 """People who log in, and their personal API tokens."""
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -6,8 +6,10 @@ wins it); on PostgreSQL the batch is also row-locked with SKIP LOCKED so process
 work instead of queueing on each other. The unique (schedule_id, due_at) constraint on commands
 is the final guard.
 """
+
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -15,9 +17,10 @@ import socket
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Sequence
+from typing import Any
 
 from sqlalchemy import String, bindparam, cast, delete, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
@@ -42,34 +45,58 @@ _schedules = Schedule.__table__
 _commands = Command.__table__
 
 # Columns a pass needs to plan; the command's action and payload are copied inside the database.
-_PLAN_COLUMNS = [_schedules.c[name] for name in (
-    "id", "kind", "cron", "interval_seconds", "run_at", "timezone", "start_at", "end_at",
-    "created_at", "next_fire_at", "misfire_grace_seconds")]
+_PLAN_COLUMNS = [
+    _schedules.c[name]
+    for name in (
+        "id",
+        "kind",
+        "cron",
+        "interval_seconds",
+        "run_at",
+        "timezone",
+        "start_at",
+        "end_at",
+        "created_at",
+        "next_fire_at",
+        "misfire_grace_seconds",
+    )
+]
 
 # The claim: advance a schedule only if it still holds the due time this process read.
 _CLAIM = (
     update(_schedules)
-    .where(_schedules.c.id == bindparam("b_id"),
-           _schedules.c.next_fire_at == bindparam("b_due"),
-           _schedules.c.enabled.is_(True))
-    .values(next_fire_at=bindparam("b_next"),
-            last_fire_at=func.coalesce(bindparam("b_fired_at", type_=UTCDateTime()),
-                                       _schedules.c.last_fire_at),
-            fire_count=_schedules.c.fire_count + bindparam("b_fired"),
-            skipped_count=_schedules.c.skipped_count + bindparam("b_skipped"),
-            # Firing is not an edit: keep updated_at for people's changes.
-            updated_at=_schedules.c.updated_at)
+    .where(
+        _schedules.c.id == bindparam("b_id"),
+        _schedules.c.next_fire_at == bindparam("b_due"),
+        _schedules.c.enabled.is_(True),
+    )
+    .values(
+        next_fire_at=bindparam("b_next"),
+        last_fire_at=func.coalesce(
+            bindparam("b_fired_at", type_=UTCDateTime()), _schedules.c.last_fire_at
+        ),
+        fire_count=_schedules.c.fire_count + bindparam("b_fired"),
+        skipped_count=_schedules.c.skipped_count + bindparam("b_skipped"),
+        # Firing is not an edit: keep updated_at for people's changes.
+        updated_at=_schedules.c.updated_at,
+    )
 )
 
 # The usual case, with fewer parameters: fired on time, nothing skipped. (SET reads the old row,
 # so last_fire_at takes the due time being replaced.)
 _CLAIM_ON_TIME = (
     update(_schedules)
-    .where(_schedules.c.id == bindparam("b_id"),
-           _schedules.c.next_fire_at == bindparam("b_due"),
-           _schedules.c.enabled.is_(True))
-    .values(next_fire_at=bindparam("b_next"), last_fire_at=_schedules.c.next_fire_at,
-            fire_count=_schedules.c.fire_count + 1, updated_at=_schedules.c.updated_at)
+    .where(
+        _schedules.c.id == bindparam("b_id"),
+        _schedules.c.next_fire_at == bindparam("b_due"),
+        _schedules.c.enabled.is_(True),
+    )
+    .values(
+        next_fire_at=bindparam("b_next"),
+        last_fire_at=_schedules.c.next_fire_at,
+        fire_count=_schedules.c.fire_count + 1,
+        updated_at=_schedules.c.updated_at,
+    )
 )
 
 
@@ -84,24 +111,39 @@ class _Due:
 
     def claim_params(self) -> dict[str, Any]:
         if self.on_time:
-            return {"b_id": self.row.id, "b_due": self.row.next_fire_at,
-                    "b_next": self.plan.next_fire_at}
-        return {"b_id": self.row.id, "b_due": self.row.next_fire_at,
-                "b_next": self.plan.next_fire_at, "b_fired_at": self.plan.fire_at,
-                "b_fired": 1 if self.plan.fire_at else 0, "b_skipped": self.plan.skipped}
+            return {
+                "b_id": self.row.id,
+                "b_due": self.row.next_fire_at,
+                "b_next": self.plan.next_fire_at,
+            }
+        return {
+            "b_id": self.row.id,
+            "b_due": self.row.next_fire_at,
+            "b_next": self.plan.next_fire_at,
+            "b_fired_at": self.plan.fire_at,
+            "b_fired": 1 if self.plan.fire_at else 0,
+            "b_skipped": self.plan.skipped,
+        }
 
 
 def _claim_group(ids: list[int], due: datetime, plan: timing.FirePlan):
     """The claim for schedules that share a due time and a plan, as one statement."""
-    values: dict[str, Any] = {"next_fire_at": plan.next_fire_at,
-                              "skipped_count": _schedules.c.skipped_count + plan.skipped,
-                              "updated_at": _schedules.c.updated_at}
+    values: dict[str, Any] = {
+        "next_fire_at": plan.next_fire_at,
+        "skipped_count": _schedules.c.skipped_count + plan.skipped,
+        "updated_at": _schedules.c.updated_at,
+    }
     if plan.fire_at is not None:
         values.update(last_fire_at=plan.fire_at, fire_count=_schedules.c.fire_count + 1)
-    return (update(_schedules)
-            .where(_schedules.c.id.in_(ids), _schedules.c.next_fire_at == due,
-                   _schedules.c.enabled.is_(True))
-            .values(**values))
+    return (
+        update(_schedules)
+        .where(
+            _schedules.c.id.in_(ids),
+            _schedules.c.next_fire_at == due,
+            _schedules.c.enabled.is_(True),
+        )
+        .values(**values)
+    )
 
 
 def _claim(batch: list[_Due]) -> int:
@@ -126,8 +168,11 @@ def _plus_seconds(instant, seconds, dialect: str):
     if dialect == "sqlite":
         # SQLAlchemy keeps SQLite instants as 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC): add whole
         # seconds and put the same fraction back, so the text stays in that exact form.
-        shifted = func.strftime("%Y-%m-%d %H:%M:%S", instant,
-                                literal("+").concat(cast(seconds, String)).concat(" seconds"))
+        shifted = func.strftime(
+            "%Y-%m-%d %H:%M:%S",
+            instant,
+            literal("+").concat(cast(seconds, String)).concat(" seconds"),
+        )
         return shifted.concat(func.substr(instant, 20))
     return instant + func.make_interval(0, 0, 0, 0, 0, 0, seconds)
 
@@ -137,14 +182,34 @@ def _insert_commands(ids: list[int], now: datetime) -> None:
     dialect = db.session.get_bind().dialect.name
     due = _schedules.c.last_fire_at
     rows = select(
-        _schedules.c.device_id, _schedules.c.action, _schedules.c.payload,
-        literal(CommandStatus.queued.value), literal(CommandSource.schedule.value),
-        _schedules.c.id, due, literal(now, UTCDateTime()),
-        _plus_seconds(due, _schedules.c.command_ttl_seconds, dialect), literal(0),
+        _schedules.c.device_id,
+        _schedules.c.action,
+        _schedules.c.payload,
+        literal(CommandStatus.queued.value),
+        literal(CommandSource.schedule.value),
+        _schedules.c.id,
+        due,
+        literal(now, UTCDateTime()),
+        _plus_seconds(due, _schedules.c.command_ttl_seconds, dialect),
+        literal(0),
     ).where(_schedules.c.id.in_(ids))
-    db.session.execute(insert(_commands).from_select(
-        ["device_id", "action", "payload", "status", "source", "schedule_id", "due_at",
-         "created_at", "expires_at", "attempts"], rows))
+    db.session.execute(
+        insert(_commands).from_select(
+            [
+                "device_id",
+                "action",
+                "payload",
+                "status",
+                "source",
+                "schedule_id",
+                "due_at",
+                "created_at",
+                "expires_at",
+                "attempts",
+            ],
+            rows,
+        )
+    )
 
 
 @dataclass
@@ -176,11 +241,22 @@ def tick(now: datetime | None = None) -> int:
     expired = expire_commands(now)
     purge_expired(now)
     finished = now + timedelta(seconds=time.monotonic() - started)
-    db.session.execute(insert(SchedulerPass.__table__).values(
-        started_at=now, finished_at=finished, fired=tally.fired, skipped=tally.skipped,
-        expired=expired, lag_seconds=round(tally.lag_seconds, 3), host=_host()))
-    db.session.execute(delete(SchedulerPass.__table__)
-                       .where(SchedulerPass.__table__.c.started_at < now - PASS_HISTORY))
+    db.session.execute(
+        insert(SchedulerPass.__table__).values(
+            started_at=now,
+            finished_at=finished,
+            fired=tally.fired,
+            skipped=tally.skipped,
+            expired=expired,
+            lag_seconds=round(tally.lag_seconds, 3),
+            host=_host(),
+        )
+    )
+    db.session.execute(
+        delete(SchedulerPass.__table__).where(
+            SchedulerPass.__table__.c.started_at < now - PASS_HISTORY
+        )
+    )
     db.session.commit()
     return tally.fired
 
@@ -191,11 +267,16 @@ def _host() -> str:
 
 def _due_batch(now: datetime, last_id: int) -> Sequence[Any]:
     """The next batch of due schedules by id (each is visited at most once per pass)."""
-    query = (select(*_PLAN_COLUMNS)
-             .where(_schedules.c.enabled.is_(True), _schedules.c.next_fire_at <= now,
-                    _schedules.c.id > last_id)
-             .order_by(_schedules.c.id)
-             .limit(BATCH_SIZE))
+    query = (
+        select(*_PLAN_COLUMNS)
+        .where(
+            _schedules.c.enabled.is_(True),
+            _schedules.c.next_fire_at <= now,
+            _schedules.c.id > last_id,
+        )
+        .order_by(_schedules.c.id)
+        .limit(BATCH_SIZE)
+    )
     if db.session.get_bind().dialect.name == "postgresql":
         # Rows another process is working on are skipped: it owns them for this pass.
         query = query.with_for_update(skip_locked=True)
@@ -213,11 +294,11 @@ def _plan(rows: Sequence[Any], now: datetime) -> list[_Due]:
         plan = plans.get(key)
         if plan is None:
             try:
-                plan = timing.plan_fire(spec_of(row), row.next_fire_at, now,
-                                        row.misfire_grace_seconds)
+                plan = timing.plan_fire(
+                    spec_of(row), row.next_fire_at, now, row.misfire_grace_seconds
+                )
             except Exception:  # one broken schedule must not stop the others
-                log.exception("schedule %s: cannot compute its due times; left as it is",
-                              row.id)
+                log.exception("schedule %s: cannot compute its due times; left as it is", row.id)
                 continue
             plans[key] = plan
         planned.append(_Due(row, plan))
@@ -267,8 +348,11 @@ def _fire_one(due: _Due, now: datetime, tally: _Tally) -> None:
             except IntegrityError:
                 # The final guard: this due time already has its command. Keep the claim.
                 db.session.rollback()
-                log.warning("schedule %s: due time %s already fired", due.row.id,
-                            due.plan.fire_at.isoformat())
+                log.warning(
+                    "schedule %s: due time %s already fired",
+                    due.row.id,
+                    due.plan.fire_at.isoformat(),
+                )
                 if not _claim_one(due):
                     return
         db.session.commit()
@@ -329,8 +413,9 @@ def run(interval: float = 10.0, stop: threading.Event | None = None) -> None:
                 backoff = 1.0
             except DATABASE_DOWN as exc:
                 _reset_session()
-                log.warning("database unavailable (%s); retrying in %.0f s",
-                            exc.__class__.__name__, backoff)
+                log.warning(
+                    "database unavailable (%s); retrying in %.0f s", exc.__class__.__name__, backoff
+                )
                 wait, backoff = backoff, min(backoff * 2, MAX_BACKOFF_SECONDS)
             stop.wait(wait)
     finally:
@@ -339,10 +424,9 @@ def run(interval: float = 10.0, stop: threading.Event | None = None) -> None:
 
 
 def _reset_session() -> None:
-    try:
+    # The connection may be gone already; the pool hands out a new one.
+    with contextlib.suppress(Exception):
         db.session.rollback()
-    except Exception:  # the connection may be gone already; the pool hands out a new one
-        pass
     db.session.remove()
 
 

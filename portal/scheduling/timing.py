@@ -4,17 +4,18 @@ Every instant going in or out is timezone-aware UTC. Cron expressions are evalua
 schedule's IANA zone by cronsim, which follows Debian cron's daylight-saving rules (see
 SCHEDULING.md); intervals are exact elapsed time in UTC; a one-off is a single instant.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from cron_descriptor import ExpressionDescriptor, Options
 from cronsim import CronSim, CronSimError
 
-UTC = timezone.utc
+UTC = UTC
 CRON = "cron"
 INTERVAL = "interval"
 ONCE = "once"
@@ -39,8 +40,9 @@ def validate_timezone(name: str | None, field: str = "timezone") -> str:
     """Return the IANA zone name, or raise TimingError naming ``field``."""
     name = (name or "UTC").strip()
     if name not in _zone_names():
-        raise TimingError(field, f"Unknown time zone {name!r}; use an IANA name like "
-                                 "Europe/Berlin.")
+        raise TimingError(
+            field, f"Unknown time zone {name!r}; use an IANA name like Europe/Berlin."
+        )
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
@@ -65,6 +67,7 @@ def zone(name: str) -> tzinfo:
 
 # ---- validation -----------------------------------------------------------------------------
 
+
 def validate_cron(expr: object, field: str = "cron") -> str:
     """Return the expression with its whitespace normalised, or raise TimingError.
 
@@ -75,8 +78,11 @@ def validate_cron(expr: object, field: str = "cron") -> str:
         raise TimingError(field, "A cron expression of five fields, e.g. 0 7 * * 1-5.")
     normalised = " ".join(expr.split())
     if len(normalised.split(" ")) != 5:
-        raise TimingError(field, "Five fields are needed: minute hour day-of-month month "
-                                 "day-of-week (e.g. 0 7 * * 1-5).")
+        raise TimingError(
+            field,
+            "Five fields are needed: minute hour day-of-month month "
+            "day-of-week (e.g. 0 7 * * 1-5).",
+        )
     try:
         first = next(CronSim(normalised, datetime(2000, 1, 1, tzinfo=UTC)), None)
     except CronSimError as exc:
@@ -97,8 +103,10 @@ def _cron_problem(expr: str, exc: CronSimError) -> str:
 
 def validate_interval(value: object, field: str = "interval_seconds") -> int:
     """Return the interval in whole seconds (1 up to ten years), or raise TimingError."""
-    if isinstance(value, bool) or not isinstance(value, int) or not (
-        1 <= value <= MAX_INTERVAL_SECONDS
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not (1 <= value <= MAX_INTERVAL_SECONDS)
     ):
         raise TimingError(field, f"Whole seconds from 1 to {MAX_INTERVAL_SECONDS}.")
     return value
@@ -115,8 +123,9 @@ def validate_instant(value: object, field: str) -> datetime | None:
         try:
             value = datetime.fromisoformat(value.strip())
         except ValueError:
-            raise TimingError(field, "An RFC 3339 time with an offset, e.g. "
-                                     "2026-05-01T07:00:00+02:00.") from None
+            raise TimingError(
+                field, "An RFC 3339 time with an offset, e.g. 2026-05-01T07:00:00+02:00."
+            ) from None
     if not isinstance(value, datetime):
         raise TimingError(field, "An RFC 3339 time with an offset.")
     if value.tzinfo is None or value.utcoffset() is None:
@@ -141,16 +150,30 @@ class Spec:
     anchor: datetime | None = None
 
 
-def make_spec(*, cron: object = None, interval_seconds: object = None, run_at: object = None,
-              timezone: str | None = "UTC", start_at: object = None, end_at: object = None,
-              anchor: datetime | None = None) -> Spec:
+def make_spec(
+    *,
+    cron: object = None,
+    interval_seconds: object = None,
+    run_at: object = None,
+    timezone: str | None = "UTC",
+    start_at: object = None,
+    end_at: object = None,
+    anchor: datetime | None = None,
+) -> Spec:
     """Validate one kind's fields into a Spec; raise TimingError naming the first bad field.
 
     Exactly one of ``cron``, ``interval_seconds``, ``run_at`` must be given. An interval's
     anchor is ``start_at`` when set, else ``anchor`` (the creation time), kept to whole seconds.
     """
-    given = [name for name, value in (("cron", cron), ("interval_seconds", interval_seconds),
-                                      ("run_at", run_at)) if value is not None]
+    given = [
+        name
+        for name, value in (
+            ("cron", cron),
+            ("interval_seconds", interval_seconds),
+            ("run_at", run_at),
+        )
+        if value is not None
+    ]
     if len(given) != 1:
         field = given[1] if len(given) > 1 else "cron"
         raise TimingError(field, "Give exactly one of cron, interval_seconds, run_at.")
@@ -167,10 +190,17 @@ def make_spec(*, cron: object = None, interval_seconds: object = None, run_at: o
             raise TimingError("start_at", "An interval needs an anchor (start_at).")
         if start is None:
             origin = origin.replace(microsecond=0)
-        return Spec(INTERVAL, interval_seconds=validate_interval(interval_seconds),
-                    timezone=tz, start_at=start, end_at=end, anchor=origin)
-    return Spec(ONCE, run_at=validate_instant(run_at, "run_at"), timezone=tz,
-                start_at=start, end_at=end)
+        return Spec(
+            INTERVAL,
+            interval_seconds=validate_interval(interval_seconds),
+            timezone=tz,
+            start_at=start,
+            end_at=end,
+            anchor=origin,
+        )
+    return Spec(
+        ONCE, run_at=validate_instant(run_at, "run_at"), timezone=tz, start_at=start, end_at=end
+    )
 
 
 def check_fires(spec: Spec, now: datetime) -> datetime:
@@ -189,12 +219,14 @@ def check_fires(spec: Spec, now: datetime) -> datetime:
     if spec.end_at is not None:
         if spec.end_at <= now:
             raise TimingError("end_at", "end_at has passed; the schedule could never fire.")
-        raise TimingError("end_at", "The window ends before the first due time; it would "
-                                    "never fire.")
+        raise TimingError(
+            "end_at", "The window ends before the first due time; it would never fire."
+        )
     raise TimingError("cron", "This cron expression never fires.")
 
 
 # ---- due times ------------------------------------------------------------------------------
+
 
 def next_fire_after(spec: Spec, after: datetime) -> datetime | None:
     """The first due time strictly after ``after`` inside the window, or None (finished).
@@ -249,8 +281,9 @@ def _next_cron(expr: str, tz_name: str, after: datetime) -> datetime | None:
     return None
 
 
-def _latest_due(spec: Spec, due: datetime, now: datetime,
-                grace_from: datetime) -> tuple[datetime, int]:
+def _latest_due(
+    spec: Spec, due: datetime, now: datetime, grace_from: datetime
+) -> tuple[datetime, int]:
     """The latest due time <= ``now`` from ``due`` on, and how many due times precede it."""
     if spec.kind == ONCE:
         return due, 0
@@ -298,6 +331,7 @@ def plan_fire(spec: Spec, due: datetime, now: datetime, grace_seconds: int) -> F
 
 
 # ---- words ----------------------------------------------------------------------------------
+
 
 @lru_cache(maxsize=1024)
 def describe_cron(expr: str) -> str:

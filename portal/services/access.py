@@ -3,6 +3,7 @@
 Every list and look-up in the API, the admin and the CLI builds on these queries, so the rule
 lives here once. An object out of reach is "not found", never "forbidden".
 """
+
 from __future__ import annotations
 
 from typing import TypeVar
@@ -49,9 +50,7 @@ def device_query_for(user: User, *, for_change: bool = False) -> Select:
 
 
 def may_change_device(user: User, device: Device) -> bool:
-    return user.role is Role.admin or (
-        user.role is Role.operator and device.owner_id == user.id
-    )
+    return user.role is Role.admin or (user.role is Role.operator and device.owner_id == user.id)
 
 
 def may_see_device(user: User, device: Device) -> bool:

@@ -1,4 +1,5 @@
 """Audit entries: one per change, whichever surface made it."""
+
 from __future__ import annotations
 
 import contextvars
@@ -19,7 +20,8 @@ class Origin:
 
 # Set by each edge (a request hook, a CLI command) so services can say where a change came from
 # without seeing HTTP.
-_origin: contextvars.ContextVar[Origin] = contextvars.ContextVar("audit_origin", default=Origin())
+NO_ORIGIN = Origin()
+_origin: contextvars.ContextVar[Origin] = contextvars.ContextVar("audit_origin", default=NO_ORIGIN)
 
 SECRET_FIELDS = frozenset({"password", "password_hash", "token", "token_hash"})
 

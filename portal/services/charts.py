@@ -1,10 +1,12 @@
 """Readings aggregated in the database into time buckets, for charts that stay fast."""
+
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Integer, cast, func, literal_column, select, text
 
@@ -17,7 +19,7 @@ RANGES: dict[str, timedelta] = {
     "7d": timedelta(days=7),
 }
 BUCKETS = 120
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _bucket(column, seconds: int, dialect: str):
@@ -25,8 +27,11 @@ def _bucket(column, seconds: int, dialect: str):
     (epoch seconds // seconds), on PostgreSQL the instant it starts."""
     if dialect == "sqlite":
         # unixepoch() (SQLite 3.38+) is about 40 % faster than strftime('%s') over 100k rows.
-        epoch = (func.unixepoch(column, type_=Integer) if sqlite3.sqlite_version_info >= (3, 38)
-                 else cast(func.strftime("%s", column), Integer))
+        epoch = (
+            func.unixepoch(column, type_=Integer)
+            if sqlite3.sqlite_version_info >= (3, 38)
+            else cast(func.strftime("%s", column), Integer)
+        )
         return epoch // seconds
     # date_bin (PostgreSQL 14+): EXTRACT gives a numeric, and numeric arithmetic on every
     # reading was a third of the time of a week's chart.
@@ -57,8 +62,9 @@ def _epoch_seconds(bucket: Any, seconds: int) -> int:
     return int(bucket) * seconds
 
 
-def reading_series(device_id: int, range_key: str, now: datetime,
-                   buckets: int = BUCKETS) -> dict[str, Any]:
+def reading_series(
+    device_id: int, range_key: str, now: datetime, buckets: int = BUCKETS
+) -> dict[str, Any]:
     """Average, minimum and maximum per metric in ``buckets`` equal slices of the range.
 
     Returns ``{"range", "since", "until", "bucket_seconds", "metrics": {name: {"t": [epoch…],
@@ -72,10 +78,16 @@ def reading_series(device_id: int, range_key: str, now: datetime,
     dialect = db.engine.dialect.name
     bucket = _bucket(Reading.recorded_at, bucket_seconds, dialect).label("bucket")
     query = (
-        select(Reading.metric, bucket, func.avg(Reading.value), func.min(Reading.value),
-               func.max(Reading.value))
-        .where(Reading.device_id == device_id, Reading.recorded_at >= since,
-               Reading.recorded_at < now)
+        select(
+            Reading.metric,
+            bucket,
+            func.avg(Reading.value),
+            func.min(Reading.value),
+            func.max(Reading.value),
+        )
+        .where(
+            Reading.device_id == device_id, Reading.recorded_at >= since, Reading.recorded_at < now
+        )
         .group_by(Reading.metric, literal_column("bucket"))
         .order_by(Reading.metric, bucket)
     )
@@ -88,6 +100,10 @@ def reading_series(device_id: int, range_key: str, now: datetime,
         series["avg"].append(round(float(avg), 4))
         series["min"].append(float(low))
         series["max"].append(float(high))
-    return {"range": range_key if range_key in RANGES else "24h",
-            "since": since.isoformat(), "until": now.isoformat(),
-            "bucket_seconds": bucket_seconds, "metrics": metrics}
+    return {
+        "range": range_key if range_key in RANGES else "24h",
+        "since": since.isoformat(),
+        "until": now.isoformat(),
+        "bucket_seconds": bucket_seconds,
+        "metrics": metrics,
+    }

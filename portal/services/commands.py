@@ -3,6 +3,7 @@
 Every status change that can race (two polls, a poll and a result, a result and a cancel, the
 scheduler's expiry pass) is a conditional UPDATE on the status read, so exactly one side wins.
 """
+
 from __future__ import annotations
 
 import re
@@ -31,8 +32,9 @@ COMMAND_FIELDS = ("device_id", "action", "payload", "status", "expires_at")
 
 def validate_action(action: Any, field: str = "action") -> str:
     if not isinstance(action, str) or not ACTION_RE.match(action):
-        raise InvalidInput(fields={field: "1-64 characters: letters, digits and _ . : - "
-                                          "(e.g. relay.on)."})
+        raise InvalidInput(
+            fields={field: "1-64 characters: letters, digits and _ . : - (e.g. relay.on)."}
+        )
     return action
 
 
@@ -40,20 +42,27 @@ def validate_payload(payload: Any, field: str = "payload") -> dict[str, Any]:
     if payload is None:
         return {}
     if not isinstance(payload, dict):
-        raise InvalidInput(fields={field: "A JSON object, e.g. {\"seconds\": 30}."})
+        raise InvalidInput(fields={field: 'A JSON object, e.g. {"seconds": 30}.'})
     return payload
 
 
 def validate_expires_in(expires_in: Any, field: str = "expires_in") -> int:
-    if isinstance(expires_in, bool) or not isinstance(expires_in, int) or not (
-        1 <= expires_in <= MAX_EXPIRES_IN
+    if (
+        isinstance(expires_in, bool)
+        or not isinstance(expires_in, int)
+        or not (1 <= expires_in <= MAX_EXPIRES_IN)
     ):
         raise InvalidInput(fields={field: f"Whole seconds from 1 to {MAX_EXPIRES_IN}."})
     return expires_in
 
 
-def enqueue_command(actor: User | None, device: Device | int, action: str,
-                    payload: dict[str, Any] | None = None, expires_in: int = 3600) -> Command:
+def enqueue_command(
+    actor: User | None,
+    device: Device | int,
+    action: str,
+    payload: dict[str, Any] | None = None,
+    expires_in: int = 3600,
+) -> Command:
     """Queue a command for a device the actor may change.
 
     Raises NotFound (out of reach), Forbidden (viewer) or InvalidInput naming each bad field.
@@ -69,9 +78,11 @@ def enqueue_command(actor: User | None, device: Device | int, action: str,
     elif actor is not None:
         check_change(actor, device)
     errors: dict[str, str] = {}
-    for name, check, value in (("action", validate_action, action),
-                               ("payload", validate_payload, payload),
-                               ("expires_in", validate_expires_in, expires_in)):
+    for check, value in (
+        (validate_action, action),
+        (validate_payload, payload),
+        (validate_expires_in, expires_in),
+    ):
         try:
             check(value)
         except InvalidInput as exc:
@@ -79,10 +90,16 @@ def enqueue_command(actor: User | None, device: Device | int, action: str,
     if errors:
         raise InvalidInput(fields=errors)
     now = utcnow()
-    command = Command(device=device, action=action, payload=payload or {},
-                      status=CommandStatus.queued, source=CommandSource.person,
-                      created_by=actor, created_at=now,
-                      expires_at=now + timedelta(seconds=expires_in))
+    command = Command(
+        device=device,
+        action=action,
+        payload=payload or {},
+        status=CommandStatus.queued,
+        source=CommandSource.person,
+        created_by=actor,
+        created_at=now,
+        expires_at=now + timedelta(seconds=expires_in),
+    )
     db.session.add(command)
     db.session.flush()
     audit.record(actor, "create", command, audit.diff({}, audit.snapshot(command, COMMAND_FIELDS)))
@@ -103,21 +120,30 @@ def cancel_command(actor: User | None, command: Command) -> Command:
     before = command.status.value
     now = utcnow()
     changed = db.session.execute(
-        update(Command).where(Command.id == command.id, Command.status.in_(OPEN))
+        update(Command)
+        .where(Command.id == command.id, Command.status.in_(OPEN))
         .values(status=CommandStatus.cancelled, finished_at=now, lease_expires_at=None),
         execution_options=_PLAIN,
     ).rowcount
     db.session.refresh(command)
     if not changed:
-        raise Conflict(f"Command {command.id} is {command.status.value}; only queued or "
-                       "delivered commands can be cancelled.", code="not_cancellable")
+        raise Conflict(
+            f"Command {command.id} is {command.status.value}; only queued or "
+            "delivered commands can be cancelled.",
+            code="not_cancellable",
+        )
     audit.record(actor, "cancel", command, {"status": [before, "cancelled"]})
     return command
 
 
-def list_commands(user: User, *, status: CommandStatus | None = None,
-                  device_id: int | None = None, limit: int = 50,
-                  before_id: int | None = None) -> list[Command]:
+def list_commands(
+    user: User,
+    *,
+    status: CommandStatus | None = None,
+    device_id: int | None = None,
+    limit: int = 50,
+    before_id: int | None = None,
+) -> list[Command]:
     """Commands on devices the user may see, newest first; ``before_id`` is the keyset."""
     query = scope(select(Command), user, Command.device_id)
     if status is not None:
@@ -134,27 +160,60 @@ def list_commands(user: User, *, status: CommandStatus | None = None,
 # objects, no statement building per poll (an empty poll is one SELECT).
 _T = Command.__table__
 _POLL = (
-    select(_T.c.id, _T.c.status, _T.c.attempts, _T.c.action, _T.c.payload, _T.c.created_at,
-           _T.c.expires_at)
-    .where(_T.c.device_id == bindparam("device_id"), _T.c.id > bindparam("after_id"),
-           or_(_T.c.status == CommandStatus.queued,
-               and_(_T.c.status == CommandStatus.delivered,
-                    _T.c.lease_expires_at <= bindparam("now"))))
-    .order_by(_T.c.id).limit(bindparam("wanted"))
+    select(
+        _T.c.id,
+        _T.c.status,
+        _T.c.attempts,
+        _T.c.action,
+        _T.c.payload,
+        _T.c.created_at,
+        _T.c.expires_at,
+    )
+    .where(
+        _T.c.device_id == bindparam("device_id"),
+        _T.c.id > bindparam("after_id"),
+        or_(
+            _T.c.status == CommandStatus.queued,
+            and_(_T.c.status == CommandStatus.delivered, _T.c.lease_expires_at <= bindparam("now")),
+        ),
+    )
+    .order_by(_T.c.id)
+    .limit(bindparam("wanted"))
 )
-_AS_READ = (_T.c.id == bindparam("command_id"), _T.c.status == bindparam("read_status"),
-            _T.c.attempts == bindparam("read_attempts"))
-_DELIVER = update(_T).where(*_AS_READ).values(
-    status=CommandStatus.delivered, attempts=bindparam("new_attempts"),
-    delivered_at=bindparam("now"), lease_expires_at=bindparam("lease_until"))
-_CLOSE = update(_T).where(*_AS_READ).values(
-    status=bindparam("new_status"), finished_at=bindparam("now"), lease_expires_at=None,
-    reason=bindparam("new_reason"))
+_AS_READ = (
+    _T.c.id == bindparam("command_id"),
+    _T.c.status == bindparam("read_status"),
+    _T.c.attempts == bindparam("read_attempts"),
+)
+_DELIVER = (
+    update(_T)
+    .where(*_AS_READ)
+    .values(
+        status=CommandStatus.delivered,
+        attempts=bindparam("new_attempts"),
+        delivered_at=bindparam("now"),
+        lease_expires_at=bindparam("lease_until"),
+    )
+)
+_CLOSE = (
+    update(_T)
+    .where(*_AS_READ)
+    .values(
+        status=bindparam("new_status"),
+        finished_at=bindparam("now"),
+        lease_expires_at=None,
+        reason=bindparam("new_reason"),
+    )
+)
 
 
-def poll_commands(device: Device | DeviceRef, limit: int = 10, now: datetime | None = None,
-                  lease_seconds: int = LEASE_SECONDS,
-                  max_attempts: int = MAX_ATTEMPTS) -> list[Row]:
+def poll_commands(
+    device: Device | DeviceRef,
+    limit: int = 10,
+    now: datetime | None = None,
+    lease_seconds: int = LEASE_SECONDS,
+    max_attempts: int = MAX_ATTEMPTS,
+) -> list[Row]:
     """Hand out up to ``limit`` of the device's commands, oldest first, and mark them delivered.
 
     A command is handed out when it is queued, or delivered with its lease run out; each
@@ -171,19 +230,30 @@ def poll_commands(device: Device | DeviceRef, limit: int = 10, now: datetime | N
     after_id = 0
     while len(handed) < limit:
         wanted = limit - len(handed)
-        rows = connection.execute(_POLL, {"device_id": device.id, "after_id": after_id,
-                                          "now": now, "wanted": wanted}).all()
+        rows = connection.execute(
+            _POLL, {"device_id": device.id, "after_id": after_id, "now": now, "wanted": wanted}
+        ).all()
         for row in rows:
-            read = {"command_id": row.id, "read_status": row.status,
-                    "read_attempts": row.attempts, "now": now}
+            read = {
+                "command_id": row.id,
+                "read_status": row.status,
+                "read_attempts": row.attempts,
+                "now": now,
+            }
             if row.expires_at <= now:
-                connection.execute(_CLOSE, {**read, "new_status": CommandStatus.expired,
-                                            "new_reason": None})
+                connection.execute(
+                    _CLOSE, {**read, "new_status": CommandStatus.expired, "new_reason": None}
+                )
             elif row.attempts >= max_attempts:
-                connection.execute(_CLOSE, {**read, "new_status": CommandStatus.failed,
-                                            "new_reason": "no_result"})
-            elif connection.execute(_DELIVER, {**read, "new_attempts": row.attempts + 1,
-                                               "lease_until": lease_until}).rowcount == 1:
+                connection.execute(
+                    _CLOSE, {**read, "new_status": CommandStatus.failed, "new_reason": "no_result"}
+                )
+            elif (
+                connection.execute(
+                    _DELIVER, {**read, "new_attempts": row.attempts + 1, "lease_until": lease_until}
+                ).rowcount
+                == 1
+            ):
                 handed.append(row)
         if len(rows) < wanted:
             break
@@ -191,8 +261,13 @@ def poll_commands(device: Device | DeviceRef, limit: int = 10, now: datetime | N
     return handed
 
 
-def report_result(device: Device | DeviceRef, command_id: int, status: CommandStatus | str,
-                  result: dict[str, Any] | None = None, now: datetime | None = None) -> Command:
+def report_result(
+    device: Device | DeviceRef,
+    command_id: int,
+    status: CommandStatus | str,
+    result: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> Command:
     """Record a device's result for one of its commands.
 
     Idempotent: repeating a report that already holds is harmless. Raises NotFound for a
@@ -208,22 +283,21 @@ def report_result(device: Device | DeviceRef, command_id: int, status: CommandSt
         raise InvalidInput(fields={"status": "succeeded or failed."})
     result = validate_payload(result, "result")
     changed = db.session.execute(
-        update(Command).where(Command.id == command_id, Command.device_id == device.id,
-                              Command.status.in_(OPEN))
-        .values(status=status, result=result, finished_at=now or utcnow(),
-                lease_expires_at=None),
+        update(Command)
+        .where(Command.id == command_id, Command.device_id == device.id, Command.status.in_(OPEN))
+        .values(status=status, result=result, finished_at=now or utcnow(), lease_expires_at=None),
         execution_options=_PLAIN,
     ).rowcount
     command = db.session.execute(
-        select(Command).where(Command.id == command_id)
-        .execution_options(populate_existing=True)
+        select(Command).where(Command.id == command_id).execution_options(populate_existing=True)
     ).scalar_one_or_none()
     if command is None or command.device_id != device.id:
         raise NotFound("No such command.")
     if changed or command.status is status:
         return command
-    raise Conflict(f"Command {command_id} is already {command.status.value}.",
-                   code="already_finished")
+    raise Conflict(
+        f"Command {command_id} is already {command.status.value}.", code="already_finished"
+    )
 
 
 def expire_commands(now: datetime, max_attempts: int = MAX_ATTEMPTS) -> int:
@@ -233,16 +307,21 @@ def expire_commands(now: datetime, max_attempts: int = MAX_ATTEMPTS) -> int:
     Safe to run from several scheduler processes at once: each UPDATE only moves open rows.
     """
     expired = db.session.execute(
-        update(Command).where(Command.status.in_(OPEN), Command.expires_at <= now)
+        update(Command)
+        .where(Command.status.in_(OPEN), Command.expires_at <= now)
         .values(status=CommandStatus.expired, finished_at=now, lease_expires_at=None),
         execution_options=_PLAIN,
     ).rowcount
     failed = db.session.execute(
-        update(Command).where(Command.status == CommandStatus.delivered,
-                              Command.lease_expires_at <= now,
-                              Command.attempts >= max_attempts)
-        .values(status=CommandStatus.failed, reason="no_result", finished_at=now,
-                lease_expires_at=None),
+        update(Command)
+        .where(
+            Command.status == CommandStatus.delivered,
+            Command.lease_expires_at <= now,
+            Command.attempts >= max_attempts,
+        )
+        .values(
+            status=CommandStatus.failed, reason="no_result", finished_at=now, lease_expires_at=None
+        ),
         execution_options=_PLAIN,
     ).rowcount
     return (expired or 0) + (failed or 0)

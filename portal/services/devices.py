@@ -1,4 +1,5 @@
 """Devices: creating, changing, deleting, their tokens, and knowing a device by its token."""
+
 from __future__ import annotations
 
 import re
@@ -47,8 +48,11 @@ def _clean(fields: dict) -> dict:
 def _check_name_free(name: str, device_id: int | None = None) -> None:
     taken = db.session.execute(select(Device.id).where(Device.name == name)).scalar()
     if taken is not None and taken != device_id:
-        raise Conflict(f"A device named {name!r} already exists.", code="name_taken",
-                       fields={"name": "This name is taken."})
+        raise Conflict(
+            f"A device named {name!r} already exists.",
+            code="name_taken",
+            fields={"name": "This name is taken."},
+        )
 
 
 def _resolve_owner(actor: User | None, owner: User | str | None) -> User:
@@ -68,17 +72,31 @@ def _resolve_owner(actor: User | None, owner: User | str | None) -> User:
     return owner
 
 
-def create_device(actor: User | None, name: str, *, owner: User | str | None = None,
-                  kind: str = "generic", location: str = "", description: str = "",
-                  enabled: bool = True) -> tuple[Device, str]:
+def create_device(
+    actor: User | None,
+    name: str,
+    *,
+    owner: User | str | None = None,
+    kind: str = "generic",
+    location: str = "",
+    description: str = "",
+    enabled: bool = True,
+) -> tuple[Device, str]:
     """Create a device; return it with its clear token (shown once).
 
     ``actor`` None is the shell. Raises Forbidden for viewers, Conflict for a taken name.
     """
     if actor is not None:
         require_writer(actor)
-    fields = _clean({"name": name, "kind": kind, "location": location,
-                     "description": description, "enabled": enabled})
+    fields = _clean(
+        {
+            "name": name,
+            "kind": kind,
+            "location": location,
+            "description": description,
+            "enabled": enabled,
+        }
+    )
     owner_user = _resolve_owner(actor, owner)
     _check_name_free(fields["name"])
     token, digest, prefix = new_token(DEVICE_PREFIX)
@@ -95,7 +113,7 @@ def update_device(actor: User | None, device: Device, **fields) -> Device:
         check_change(actor, device)
     unknown = set(fields) - {"name", "kind", "location", "description", "enabled", "owner"}
     if unknown:
-        raise InvalidInput(fields={name: "Unknown field." for name in sorted(unknown)})
+        raise InvalidInput(fields=dict.fromkeys(sorted(unknown), "Unknown field."))
     before = audit.snapshot(device, DEVICE_FIELDS)
     owner = fields.pop("owner", None)
     fields = _clean(fields)
@@ -142,9 +160,13 @@ class DeviceRef(NamedTuple):
 
 _DEVICES = Device.__table__
 _BY_TOKEN = select(_DEVICES.c.id, _DEVICES.c.enabled, _DEVICES.c.last_seen_at).where(
-    _DEVICES.c.token_hash == bindparam("token_hash"))
-_TOUCH = update(_DEVICES).where(_DEVICES.c.id == bindparam("device_id")).values(
-    last_seen_at=bindparam("seen_at"), updated_at=_DEVICES.c.updated_at)
+    _DEVICES.c.token_hash == bindparam("token_hash")
+)
+_TOUCH = (
+    update(_DEVICES)
+    .where(_DEVICES.c.id == bindparam("device_id"))
+    .values(last_seen_at=bindparam("seen_at"), updated_at=_DEVICES.c.updated_at)
+)
 
 
 def device_ref_for_token(token: str, touch_seconds: int = 60) -> DeviceRef | None:
@@ -174,8 +196,9 @@ def device_for_token(token: str, touch_seconds: int = 60) -> Device | None:
     return device
 
 
-def record_heartbeat(device: Device | DeviceRef, firmware: str | None = None,
-                     now: datetime | None = None) -> None:
+def record_heartbeat(
+    device: Device | DeviceRef, firmware: str | None = None, now: datetime | None = None
+) -> None:
     """Note that the device is alive now and, when it says, which firmware it runs.
 
     One UPDATE; ``updated_at`` is left alone (it tracks changes people make).
@@ -187,7 +210,8 @@ def record_heartbeat(device: Device | DeviceRef, firmware: str | None = None,
             raise InvalidInput(fields={"firmware": "At most 64 characters."})
         values["firmware"] = firmware
     db.session.connection().execute(
-        update(_DEVICES).where(_DEVICES.c.id == device.id).values(**values))
+        update(_DEVICES).where(_DEVICES.c.id == device.id).values(**values)
+    )
     if isinstance(device, Device):
         for name in ("last_seen_at", "firmware"):
             if name in values:

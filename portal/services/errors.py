@@ -1,4 +1,5 @@
 """Domain errors: each surface (API, admin, CLI) translates these once."""
+
 from __future__ import annotations
 
 

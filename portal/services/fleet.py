@@ -1,4 +1,5 @@
 """How the fleet is doing, as the dashboard shows it: scoped to what the user may see."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -26,11 +27,13 @@ def device_counts(user: User, now: datetime, online_seconds: int) -> dict[str, i
     """How many visible devices are online, stale and never seen, in one query."""
     online_after = now - timedelta(seconds=online_seconds)
     query = access.device_query_for(user).subquery()
-    row = db.session.execute(select(
-        func.count(),
-        func.sum(case((query.c.last_seen_at >= online_after, 1), else_=0)),
-        func.sum(case((query.c.last_seen_at.is_(None), 1), else_=0)),
-    ).select_from(query)).one()
+    row = db.session.execute(
+        select(
+            func.count(),
+            func.sum(case((query.c.last_seen_at >= online_after, 1), else_=0)),
+            func.sum(case((query.c.last_seen_at.is_(None), 1), else_=0)),
+        ).select_from(query)
+    ).one()
     total, online, never = row[0] or 0, row[1] or 0, row[2] or 0
     return {"total": total, "online": online, "stale": total - online - never, "never": never}
 
@@ -39,7 +42,8 @@ def command_counts(user: User, now: datetime) -> dict[str, int]:
     """Commands created in the last 24 h, by status."""
     query = access.scope(
         select(Command.status, func.count()).where(Command.created_at >= now - timedelta(days=1)),
-        user, Command.device_id,
+        user,
+        Command.device_id,
     ).group_by(Command.status)
     counts = {status.value: 0 for status in CommandStatus}
     for status, count in db.session.execute(query):
@@ -49,23 +53,40 @@ def command_counts(user: User, now: datetime) -> dict[str, int]:
 
 def commands_needing_attention(user: User, now: datetime, limit: int = 10) -> list[Command]:
     """The latest failed or expired commands of the last 24 h."""
-    query = access.scope(
-        select(Command).where(Command.status.in_([CommandStatus.failed, CommandStatus.expired]),
-                              Command.created_at >= now - timedelta(days=1)),
-        user, Command.device_id,
-    ).order_by(Command.id.desc()).limit(limit)
+    query = (
+        access.scope(
+            select(Command).where(
+                Command.status.in_([CommandStatus.failed, CommandStatus.expired]),
+                Command.created_at >= now - timedelta(days=1),
+            ),
+            user,
+            Command.device_id,
+        )
+        .order_by(Command.id.desc())
+        .limit(limit)
+    )
     return list(db.session.execute(query).scalars())
 
 
-def schedules_due_soon(user: User, now: datetime, within: timedelta = timedelta(hours=1),
-                       limit: int = 10) -> tuple[int, list[Schedule]]:
+def schedules_due_soon(
+    user: User, now: datetime, within: timedelta = timedelta(hours=1), limit: int = 10
+) -> tuple[int, list[Schedule]]:
     """How many enabled schedules are due within ``within``, and the first few of them."""
     where = (Schedule.next_fire_at.is_not(None), Schedule.next_fire_at <= now + within)
-    count = db.session.scalar(access.scope(
-        select(func.count()).select_from(Schedule).where(*where), user, Schedule.device_id))
-    rows = db.session.execute(access.scope(
-        select(Schedule).where(*where), user, Schedule.device_id,
-    ).order_by(Schedule.next_fire_at).limit(limit)).scalars()
+    count = db.session.scalar(
+        access.scope(
+            select(func.count()).select_from(Schedule).where(*where), user, Schedule.device_id
+        )
+    )
+    rows = db.session.execute(
+        access.scope(
+            select(Schedule).where(*where),
+            user,
+            Schedule.device_id,
+        )
+        .order_by(Schedule.next_fire_at)
+        .limit(limit)
+    ).scalars()
     return count or 0, list(rows)
 
 

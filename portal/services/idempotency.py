@@ -4,6 +4,7 @@ The edge acts, then ``remember``s the answer in the same transaction, so either 
 stored or neither. A repeat (or a racing twin) with the same key meets the unique index on
 ``(caller, key)``: it rolls back and ``check_replay`` gives the first answer.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -45,9 +46,9 @@ def fingerprint(*parts: bytes | str) -> str:
 
 # Prebuilt Core statements: a device sends a key with every batch, so this is a hot path.
 _T = IdempotencyRecord.__table__
-_FIND = select(_T.c.id, _T.c.request_hash, _T.c.status_code, _T.c.response_body,
-               _T.c.created_at).where(_T.c.caller == bindparam("caller"),
-                                      _T.c.key == bindparam("key"))
+_FIND = select(
+    _T.c.id, _T.c.request_hash, _T.c.status_code, _T.c.response_body, _T.c.created_at
+).where(_T.c.caller == bindparam("caller"), _T.c.key == bindparam("key"))
 _DROP = delete(_T).where(_T.c.id == bindparam("record_id"))
 _ADD = insert(_T)
 
@@ -66,20 +67,31 @@ def check_replay(caller: str, key: str, request_hash: str, now: datetime) -> Rep
         connection.execute(_DROP, {"record_id": record.id})
         return None
     if record.request_hash != request_hash:
-        raise Conflict("This Idempotency-Key was already used for a different request.",
-                       code="idempotency_key_reused")
+        raise Conflict(
+            "This Idempotency-Key was already used for a different request.",
+            code="idempotency_key_reused",
+        )
     return Replay(record.status_code, record.response_body)
 
 
-def remember(caller: str, key: str, request_hash: str, status: int, body: Any,
-             now: datetime) -> None:
+def remember(
+    caller: str, key: str, request_hash: str, status: int, body: Any, now: datetime
+) -> None:
     """Store the first answer in the current transaction (the edge commits with the action).
 
     On a race the INSERT or the commit raises IntegrityError: roll back and ``check_replay``.
     """
-    db.session.connection().execute(_ADD, {
-        "caller": caller, "key": key, "request_hash": request_hash, "status_code": status,
-        "response_body": body, "created_at": now})
+    db.session.connection().execute(
+        _ADD,
+        {
+            "caller": caller,
+            "key": key,
+            "request_hash": request_hash,
+            "status_code": status,
+            "response_body": body,
+            "created_at": now,
+        },
+    )
 
 
 def purge_expired(now: datetime) -> int:

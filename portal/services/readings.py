@@ -1,11 +1,13 @@
 """Readings: storing a device's batch (one INSERT, all or nothing) and reading them back."""
+
 from __future__ import annotations
 
 import math
 import re
-from datetime import datetime, timezone
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 from sqlalchemy import Row, insert, or_, select
 
@@ -16,7 +18,7 @@ from portal.services.errors import InvalidInput
 
 METRIC_RE = re.compile(r"^[a-z0-9_.-]{1,64}$")
 MAX_BATCH = 1000
-EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 _TABLE = Reading.__table__
 _COLUMNS = ("device_id", "metric", "value", "recorded_at")
 
@@ -36,13 +38,14 @@ def _finite(value: int | float) -> bool:
 
 def _utc_or_none(ts: datetime) -> datetime | None:
     try:
-        return ts.astimezone(timezone.utc)
+        return ts.astimezone(UTC)
     except (OverflowError, ValueError):  # a zone offset pushing year 1 or 9999 out of range
         return None
 
 
-def _check_item(item: ReadingInput, now: datetime) -> tuple[tuple[str, float, datetime] | None,
-                                                            dict[str, str]]:
+def _check_item(
+    item: ReadingInput, now: datetime
+) -> tuple[tuple[str, float, datetime] | None, dict[str, str]]:
     errors: dict[str, str] = {}
     metric, value, ts = item
     if not isinstance(metric, str) or not METRIC_RE.match(metric):
@@ -62,8 +65,9 @@ def _check_item(item: ReadingInput, now: datetime) -> tuple[tuple[str, float, da
     return (metric, float(value), ts), {}
 
 
-def validate_readings(items: Sequence[ReadingInput], now: datetime,
-                      field: str = "readings") -> list[tuple[str, float, datetime]]:
+def validate_readings(
+    items: Sequence[ReadingInput], now: datetime, field: str = "readings"
+) -> list[tuple[str, float, datetime]]:
     """Check every item; return ``(metric, value, recorded_at)`` tuples in UTC.
 
     Raises InvalidInput naming each bad item's field as ``readings.<index>.<field>``.
@@ -76,9 +80,13 @@ def validate_readings(items: Sequence[ReadingInput], now: datetime,
         metric, value, ts = item
         # The common case in a few C calls; anything unusual takes the slow path, which
         # names the problem.
-        if (type(metric) is str and _metric_ok(metric) and type(value) is float
-                and _isfinite(value) and (ts is None or (isinstance(ts, datetime)
-                                                         and ts.tzinfo is not None))):
+        if (
+            type(metric) is str
+            and _metric_ok(metric)
+            and type(value) is float
+            and _isfinite(value)
+            and (ts is None or (isinstance(ts, datetime) and ts.tzinfo is not None))
+        ):
             at = now if ts is None else _utc_or_none(ts)
             if at is not None and at >= EARLIEST:
                 clean.append((metric, value, at))
@@ -97,14 +105,15 @@ _metric_ok = METRIC_RE.match
 _isfinite = math.isfinite
 
 
-def record_readings(device: Device | DeviceRef, items: Sequence[ReadingInput],
-                    now: datetime | None = None) -> int:
+def record_readings(
+    device: Device | DeviceRef, items: Sequence[ReadingInput], now: datetime | None = None
+) -> int:
     """Store a device's batch in one multi-row INSERT and return how many were stored.
 
     All or nothing: any bad item raises InvalidInput (naming it) and nothing is written.
     A reading without ``ts`` is stamped with ``now`` (UTC).
     """
-    clean = validate_readings(items, (now or utcnow()).astimezone(timezone.utc))
+    clean = validate_readings(items, (now or utcnow()).astimezone(UTC))
     _insert(device.id, clean)
     return len(clean)
 
@@ -115,9 +124,10 @@ def _insert(device_id: int, rows: list[tuple[str, float, datetime]]) -> None:
     if dialect == "postgresql":
         # Three arrays instead of 400 placeholders: a short statement the driver parses once
         # and caches, and the server unpacks.
-        metrics, values, times = zip(*rows)
-        connection.exec_driver_sql(_PG_INSERT, (device_id, list(metrics), list(values),
-                                                list(times)))
+        metrics, values, times = zip(*rows, strict=False)
+        connection.exec_driver_sql(
+            _PG_INSERT, (device_id, list(metrics), list(values), list(times))
+        )
     elif dialect == "sqlite":
         params: list[Any] = []
         for metric, value, recorded_at in rows:
@@ -126,12 +136,15 @@ def _insert(device_id: int, rows: list[tuple[str, float, datetime]]) -> None:
         # than compiling an insert().values([...]) construct on every upload.
         connection.exec_driver_sql(_sqlite_insert(len(rows)), tuple(params))
     else:
-        connection.execute(insert(_TABLE), [dict(zip(_COLUMNS, (device_id, *row)))
-                                            for row in rows])
+        connection.execute(
+            insert(_TABLE), [dict(zip(_COLUMNS, (device_id, *row), strict=False)) for row in rows]
+        )
 
 
-_PG_INSERT = (f"INSERT INTO {_TABLE.name} ({', '.join(_COLUMNS)}) "
-              "SELECT %s, * FROM unnest(%s::text[], %s::float8[], %s::timestamptz[])")
+_PG_INSERT = (
+    f"INSERT INTO {_TABLE.name} ({', '.join(_COLUMNS)}) "
+    "SELECT %s, * FROM unnest(%s::text[], %s::float8[], %s::timestamptz[])"
+)
 
 
 def sqlite_time(at: datetime) -> str:
@@ -143,20 +156,26 @@ def sqlite_time(at: datetime) -> str:
 @lru_cache(maxsize=8)
 def _sqlite_insert(count: int) -> str:
     row = "(" + ", ".join(["?"] * len(_COLUMNS)) + ")"
-    return (f"INSERT INTO {_TABLE.name} ({', '.join(_COLUMNS)}) VALUES "
-            + ", ".join([row] * count))
+    return f"INSERT INTO {_TABLE.name} ({', '.join(_COLUMNS)}) VALUES " + ", ".join([row] * count)
 
 
-def list_readings(device: Device, *, metric: str | None = None, since: datetime | None = None,
-                  until: datetime | None = None, limit: int = 50,
-                  before: tuple[datetime, int] | None = None) -> list[Row]:
+def list_readings(
+    device: Device,
+    *,
+    metric: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 50,
+    before: tuple[datetime, int] | None = None,
+) -> list[Row]:
     """A device's readings, newest first: rows of ``(id, metric, value, recorded_at)``.
 
     ``since`` is inclusive, ``until`` exclusive; ``before`` is the keyset position
     ``(recorded_at, id)`` of the last row already shown, so a deep page costs what page 1 does.
     """
-    query = (select(Reading.id, Reading.metric, Reading.value, Reading.recorded_at)
-             .where(Reading.device_id == device.id))
+    query = select(Reading.id, Reading.metric, Reading.value, Reading.recorded_at).where(
+        Reading.device_id == device.id
+    )
     if metric is not None:
         query = query.where(Reading.metric == metric)
     if since is not None:
@@ -166,7 +185,8 @@ def list_readings(device: Device, *, metric: str | None = None, since: datetime 
     if before is not None:
         at, last_id = before
         # The redundant "<=" gives the index a range to seek to; the OR breaks ties by id.
-        query = query.where(Reading.recorded_at <= at,
-                            or_(Reading.recorded_at < at, Reading.id < last_id))
+        query = query.where(
+            Reading.recorded_at <= at, or_(Reading.recorded_at < at, Reading.id < last_id)
+        )
     query = query.order_by(Reading.recorded_at.desc(), Reading.id.desc()).limit(limit)
     return list(db.session.execute(query))

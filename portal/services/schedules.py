@@ -3,28 +3,58 @@
 The time arithmetic lives in ``portal.scheduling.timing``; firing due schedules is the runner's
 job (``portal.scheduling.runner``). Every change here writes one audit entry.
 """
+
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from portal.extensions import db
-from portal.models import Command, CommandSource, CommandStatus, Device, Schedule, ScheduleKind
-from portal.models import User, utcnow
+from portal.models import (
+    Command,
+    CommandSource,
+    CommandStatus,
+    Device,
+    Schedule,
+    ScheduleKind,
+    User,
+    utcnow,
+)
 from portal.scheduling import timing
 from portal.services import audit
 from portal.services.access import check_change, get_device_for, may_see_device
 from portal.services.commands import MAX_EXPIRES_IN, validate_action, validate_payload
 from portal.services.errors import InvalidInput, NotFound
 
-SCHEDULE_FIELDS = ("name", "device_id", "action", "payload", "kind", "cron", "interval_seconds",
-                   "run_at", "timezone", "enabled", "start_at", "end_at",
-                   "misfire_grace_seconds", "command_ttl_seconds", "next_fire_at")
+SCHEDULE_FIELDS = (
+    "name",
+    "device_id",
+    "action",
+    "payload",
+    "kind",
+    "cron",
+    "interval_seconds",
+    "run_at",
+    "timezone",
+    "enabled",
+    "start_at",
+    "end_at",
+    "misfire_grace_seconds",
+    "command_ttl_seconds",
+    "next_fire_at",
+)
 KIND_FIELDS = ("cron", "interval_seconds", "run_at")
 TIMING_FIELDS = KIND_FIELDS + ("timezone", "start_at", "end_at")
-EDITABLE = ("name", "device", "action", "payload", "enabled", "misfire_grace_seconds",
-            "command_ttl_seconds") + TIMING_FIELDS
+EDITABLE = (
+    "name",
+    "device",
+    "action",
+    "payload",
+    "enabled",
+    "misfire_grace_seconds",
+    "command_ttl_seconds",
+) + TIMING_FIELDS
 MAX_NAME = 100
 MAX_GRACE_SECONDS = 30 * 24 * 3600
 MAX_COUNT = 100
@@ -32,6 +62,7 @@ EXACTLY_ONE = "Give exactly one of cron, interval_seconds, run_at."
 
 
 # ---- the spec of a stored schedule --------------------------------------------------------
+
 
 def spec_of(schedule: Any) -> timing.Spec:
     """The timing spec of a schedule (a model or a row with the same columns), unvalidated.
@@ -44,12 +75,20 @@ def spec_of(schedule: Any) -> timing.Spec:
         anchor = schedule.start_at
         if anchor is None and schedule.created_at is not None:
             anchor = schedule.created_at.replace(microsecond=0)
-    return timing.Spec(kind=kind, cron=schedule.cron, interval_seconds=schedule.interval_seconds,
-                       run_at=schedule.run_at, timezone=schedule.timezone or "UTC",
-                       start_at=schedule.start_at, end_at=schedule.end_at, anchor=anchor)
+    return timing.Spec(
+        kind=kind,
+        cron=schedule.cron,
+        interval_seconds=schedule.interval_seconds,
+        run_at=schedule.run_at,
+        timezone=schedule.timezone or "UTC",
+        start_at=schedule.start_at,
+        end_at=schedule.end_at,
+        anchor=anchor,
+    )
 
 
 # ---- validation ---------------------------------------------------------------------------
+
 
 def _check_int(value: Any, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
@@ -75,8 +114,10 @@ def _clean_plain(values: dict[str, Any], errors: dict[str, str]) -> dict[str, An
                 errors.update(exc.fields)
     if "enabled" in values:
         clean["enabled"] = bool(values["enabled"])
-    for field, low, high in (("misfire_grace_seconds", 0, MAX_GRACE_SECONDS),
-                             ("command_ttl_seconds", 1, MAX_EXPIRES_IN)):
+    for field, low, high in (
+        ("misfire_grace_seconds", 0, MAX_GRACE_SECONDS),
+        ("command_ttl_seconds", 1, MAX_EXPIRES_IN),
+    ):
         if field in values:
             try:
                 clean[field] = _check_int(values[field], low, high)
@@ -85,19 +126,22 @@ def _clean_plain(values: dict[str, Any], errors: dict[str, str]) -> dict[str, An
     return clean
 
 
-def _clean_timing(values: dict[str, Any], anchor: datetime,
-                  errors: dict[str, str]) -> timing.Spec | None:
+def _clean_timing(
+    values: dict[str, Any], anchor: datetime, errors: dict[str, str]
+) -> timing.Spec | None:
     """Validate the timing fields into a Spec, naming every bad field in ``errors``."""
     given = [name for name in KIND_FIELDS if values.get(name) is not None]
     if len(given) != 1:
         for name in given or KIND_FIELDS:
             errors[name] = EXACTLY_ONE
-    checks = [("timezone", lambda v: timing.validate_timezone(v)),
-              ("start_at", lambda v: timing.validate_instant(v, "start_at")),
-              ("end_at", lambda v: timing.validate_instant(v, "end_at")),
-              ("cron", timing.validate_cron),
-              ("interval_seconds", timing.validate_interval),
-              ("run_at", lambda v: timing.validate_instant(v, "run_at"))]
+    checks = [
+        ("timezone", lambda v: timing.validate_timezone(v)),
+        ("start_at", lambda v: timing.validate_instant(v, "start_at")),
+        ("end_at", lambda v: timing.validate_instant(v, "end_at")),
+        ("cron", timing.validate_cron),
+        ("interval_seconds", timing.validate_interval),
+        ("run_at", lambda v: timing.validate_instant(v, "run_at")),
+    ]
     for field, check in checks:
         if values.get(field) is not None and field not in errors:
             try:
@@ -107,8 +151,7 @@ def _clean_timing(values: dict[str, Any], anchor: datetime,
     if errors:
         return None
     try:
-        return timing.make_spec(anchor=anchor, **{name: values.get(name)
-                                                  for name in TIMING_FIELDS})
+        return timing.make_spec(anchor=anchor, **{name: values.get(name) for name in TIMING_FIELDS})
     except timing.TimingError as exc:
         errors[exc.field] = exc.message
         return None
@@ -143,13 +186,25 @@ def _resolve_device(actor: User | None, device: Device | int | Any) -> Device:
 
 # ---- changes ------------------------------------------------------------------------------
 
-def create_schedule(actor: User | None, *, name: str, device: Device | int, action: str,
-                    payload: dict[str, Any] | None = None, cron: str | None = None,
-                    interval_seconds: int | None = None, run_at: datetime | None = None,
-                    timezone: str = "UTC", enabled: bool = True,
-                    start_at: datetime | None = None, end_at: datetime | None = None,
-                    misfire_grace_seconds: int = 300, command_ttl_seconds: int = 3600,
-                    now: datetime | None = None) -> Schedule:
+
+def create_schedule(
+    actor: User | None,
+    *,
+    name: str,
+    device: Device | int,
+    action: str,
+    payload: dict[str, Any] | None = None,
+    cron: str | None = None,
+    interval_seconds: int | None = None,
+    run_at: datetime | None = None,
+    timezone: str = "UTC",
+    enabled: bool = True,
+    start_at: datetime | None = None,
+    end_at: datetime | None = None,
+    misfire_grace_seconds: int = 300,
+    command_ttl_seconds: int = 3600,
+    now: datetime | None = None,
+) -> Schedule:
     """Create a schedule for a device the actor may change (``actor`` None: the shell).
 
     Raises InvalidInput naming each bad field (a window that can never fire included),
@@ -157,11 +212,20 @@ def create_schedule(actor: User | None, *, name: str, device: Device | int, acti
     """
     now = now or utcnow()
     target = _resolve_device(actor, device)
-    values = {"name": name, "action": action, "payload": payload, "enabled": enabled,
-              "misfire_grace_seconds": misfire_grace_seconds,
-              "command_ttl_seconds": command_ttl_seconds, "cron": cron,
-              "interval_seconds": interval_seconds, "run_at": run_at, "timezone": timezone,
-              "start_at": start_at, "end_at": end_at}
+    values = {
+        "name": name,
+        "action": action,
+        "payload": payload,
+        "enabled": enabled,
+        "misfire_grace_seconds": misfire_grace_seconds,
+        "command_ttl_seconds": command_ttl_seconds,
+        "cron": cron,
+        "interval_seconds": interval_seconds,
+        "run_at": run_at,
+        "timezone": timezone,
+        "start_at": start_at,
+        "end_at": end_at,
+    }
     errors: dict[str, str] = {}
     clean = _clean_plain(values, errors)
     spec = _clean_timing(values, now, errors)
@@ -173,8 +237,9 @@ def create_schedule(actor: User | None, *, name: str, device: Device | int, acti
     schedule.next_fire_at = first if schedule.enabled else None
     db.session.add(schedule)
     db.session.flush()
-    audit.record(actor, "create", schedule,
-                 audit.diff({}, audit.snapshot(schedule, SCHEDULE_FIELDS)))
+    audit.record(
+        actor, "create", schedule, audit.diff({}, audit.snapshot(schedule, SCHEDULE_FIELDS))
+    )
     return schedule
 
 
@@ -194,7 +259,7 @@ def _merged_timing(schedule: Schedule, fields: dict[str, Any]) -> dict[str, Any]
     merged = {name: getattr(schedule, name) for name in TIMING_FIELDS}
     given = {name: fields[name] for name in KIND_FIELDS if name in fields}
     if any(value is not None for value in given.values()):
-        merged.update({name: None for name in KIND_FIELDS})
+        merged.update(dict.fromkeys(KIND_FIELDS))
     merged.update(given)
     for name in ("timezone", "start_at", "end_at"):
         if name in fields:
@@ -202,8 +267,9 @@ def _merged_timing(schedule: Schedule, fields: dict[str, Any]) -> dict[str, Any]
     return merged
 
 
-def update_schedule(actor: User | None, schedule: Schedule, *, now: datetime | None = None,
-                    **fields: Any) -> Schedule:
+def update_schedule(
+    actor: User | None, schedule: Schedule, *, now: datetime | None = None, **fields: Any
+) -> Schedule:
     """Change a schedule; the same field names as ``create_schedule`` (``device_id`` too).
 
     When a timing field changes the window must still fire, and the next due time is
@@ -216,7 +282,7 @@ def update_schedule(actor: User | None, schedule: Schedule, *, now: datetime | N
         fields["device"] = fields.pop("device_id")
     unknown = set(fields) - set(EDITABLE)
     if unknown:
-        raise InvalidInput(fields={name: "Unknown field." for name in sorted(unknown)})
+        raise InvalidInput(fields=dict.fromkeys(sorted(unknown), "Unknown field."))
     before = audit.snapshot(schedule, SCHEDULE_FIELDS)
     target = _resolve_device(actor, fields.pop("device")) if "device" in fields else None
     errors: dict[str, str] = {}
@@ -251,14 +317,16 @@ def delete_schedule(actor: User | None, schedule: Schedule) -> None:
     """Delete a schedule; its commands stay, no longer tied to it."""
     if actor is not None:
         check_change(actor, schedule.device)
-    audit.record(actor, "delete", schedule,
-                 audit.diff(audit.snapshot(schedule, SCHEDULE_FIELDS), {}))
+    audit.record(
+        actor, "delete", schedule, audit.diff(audit.snapshot(schedule, SCHEDULE_FIELDS), {})
+    )
     db.session.delete(schedule)
     db.session.flush()
 
 
-def set_schedule_enabled(actor: User | None, schedule: Schedule, enabled: bool,
-                         now: datetime | None = None) -> Schedule:
+def set_schedule_enabled(
+    actor: User | None, schedule: Schedule, enabled: bool, now: datetime | None = None
+) -> Schedule:
     """Enable or disable a schedule; no-op when already so.
 
     Disabling stops it at once. Enabling computes the next due time from ``now``: the
@@ -275,13 +343,18 @@ def set_schedule_enabled(actor: User | None, schedule: Schedule, enabled: bool,
     schedule.next_fire_at = timing.next_fire_after(spec_of(schedule), now) if enabled else None
     schedule.updated_at = now
     db.session.flush()
-    audit.record(actor, "enable" if enabled else "disable", schedule,
-                 audit.diff(before, audit.snapshot(schedule, ("enabled", "next_fire_at"))))
+    audit.record(
+        actor,
+        "enable" if enabled else "disable",
+        schedule,
+        audit.diff(before, audit.snapshot(schedule, ("enabled", "next_fire_at"))),
+    )
     return schedule
 
 
-def run_schedule_now(actor: User | None, schedule: Schedule,
-                     now: datetime | None = None) -> Command:
+def run_schedule_now(
+    actor: User | None, schedule: Schedule, now: datetime | None = None
+) -> Command:
     """Queue the schedule's command now (``source=schedule``), leaving its next due time.
 
     The command stands for no due time (``due_at`` is None), so it never collides with a
@@ -290,11 +363,18 @@ def run_schedule_now(actor: User | None, schedule: Schedule,
     now = now or utcnow()
     if actor is not None:
         check_change(actor, schedule.device)
-    command = Command(device_id=schedule.device_id, action=schedule.action,
-                      payload=dict(schedule.payload or {}), status=CommandStatus.queued,
-                      source=CommandSource.schedule, schedule_id=schedule.id, due_at=None,
-                      created_by=actor, created_at=now,
-                      expires_at=now + timedelta(seconds=schedule.command_ttl_seconds))
+    command = Command(
+        device_id=schedule.device_id,
+        action=schedule.action,
+        payload=dict(schedule.payload or {}),
+        status=CommandStatus.queued,
+        source=CommandSource.schedule,
+        schedule_id=schedule.id,
+        due_at=None,
+        created_by=actor,
+        created_at=now,
+        expires_at=now + timedelta(seconds=schedule.command_ttl_seconds),
+    )
     db.session.add(command)
     # An expression, not read-modify-write: a scheduler may be counting at the same time.
     schedule.fire_count = Schedule.fire_count + 1
@@ -305,6 +385,7 @@ def run_schedule_now(actor: User | None, schedule: Schedule,
 
 
 # ---- look-ups and presentation ------------------------------------------------------------
+
 
 def get_schedule_for(user: User, schedule_id: int, *, for_change: bool = False) -> Schedule:
     """The schedule if ``user`` may see it (and change it, with ``for_change``).
@@ -321,8 +402,9 @@ def get_schedule_for(user: User, schedule_id: int, *, for_change: bool = False) 
     return schedule
 
 
-def next_fire_times(schedule: Schedule, count: int = 5,
-                    now: datetime | None = None) -> list[datetime]:
+def next_fire_times(
+    schedule: Schedule, count: int = 5, now: datetime | None = None
+) -> list[datetime]:
     """The next ``count`` (1-100) due times strictly after ``now``, aware UTC.
 
     A disabled or finished schedule has none.
@@ -349,7 +431,7 @@ def _zone_or_utc(tz: str | None):
     try:
         return ZoneInfo(timing.validate_timezone(tz))
     except timing.TimingError:
-        return timezone.utc
+        return UTC
 
 
 def to_local(dt_utc: datetime | None, tz: str) -> datetime | None:
@@ -357,7 +439,7 @@ def to_local(dt_utc: datetime | None, tz: str) -> datetime | None:
     if dt_utc is None:
         return None
     if dt_utc.tzinfo is None:
-        dt_utc = dt_utc.replace(tzinfo=timezone.utc)
+        dt_utc = dt_utc.replace(tzinfo=UTC)
     return dt_utc.astimezone(_zone_or_utc(tz)).replace(tzinfo=None)
 
 
@@ -374,11 +456,11 @@ def from_local(naive_local: datetime | None, tz: str, field: str) -> datetime | 
     if not isinstance(naive_local, datetime):
         raise InvalidInput(fields={field: "A date and time."})
     if naive_local.tzinfo is not None:
-        return naive_local.astimezone(timezone.utc)
+        return naive_local.astimezone(UTC)
     try:
         name = timing.validate_timezone(tz)
     except timing.TimingError as exc:
-        raise InvalidInput(fields={field: "Cannot be read in an unknown time zone.",
-                                   "timezone": exc.message}) from None
-    return naive_local.replace(tzinfo=ZoneInfo(name), fold=0).astimezone(timezone.utc)
-
+        raise InvalidInput(
+            fields={field: "Cannot be read in an unknown time zone.", "timezone": exc.message}
+        ) from None
+    return naive_local.replace(tzinfo=ZoneInfo(name), fold=0).astimezone(UTC)

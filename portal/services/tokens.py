@@ -1,4 +1,5 @@
 """Secrets shown once: device and personal tokens (random, stored only as a SHA-256 hash)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -29,7 +30,9 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def create_personal_token(actor: User | None, user: User, label: str = "") -> tuple[PersonalToken, str]:
+def create_personal_token(
+    actor: User | None, user: User, label: str = ""
+) -> tuple[PersonalToken, str]:
     """Create a personal token for ``user``; return it with the clear token (shown once)."""
     if actor is not None:
         require_admin(actor)

@@ -1,4 +1,5 @@
 """People: creating them, their passwords and roles, and checking a login."""
+
 from __future__ import annotations
 
 import re
@@ -32,9 +33,7 @@ def hash_password(password: str) -> str:
 def validate_username(username: str) -> str:
     username = (username or "").strip()
     if not USERNAME_RE.match(username):
-        raise InvalidInput(
-            fields={"username": "1-64 letters, digits or . _ @ - characters."}
-        )
+        raise InvalidInput(fields={"username": "1-64 letters, digits or . _ @ - characters."})
     return username
 
 
@@ -58,7 +57,10 @@ def find_user(username: str) -> User | None:
 
 
 def create_user(
-    actor: User | None, username: str, password: str, role: str | Role = Role.viewer,
+    actor: User | None,
+    username: str,
+    password: str,
+    role: str | Role = Role.viewer,
     active: bool = True,
 ) -> User:
     """Create a user; ``actor`` None means the shell (CLI). Raises Conflict on a taken name."""
@@ -69,16 +71,14 @@ def create_user(
     validate_password(password)
     if find_user(username) is not None:
         raise Conflict(f"A user named {username!r} already exists.", code="username_taken")
-    user = User(username=username, password_hash=hash_password(password), role=role,
-                active=active)
+    user = User(username=username, password_hash=hash_password(password), role=role, active=active)
     db.session.add(user)
     db.session.flush()
     audit.record(actor, "create", user, audit.diff({}, audit.snapshot(user, USER_FIELDS)))
     return user
 
 
-def update_user(actor: User | None, user: User, *, password: str | None = None,
-                **fields) -> User:
+def update_user(actor: User | None, user: User, *, password: str | None = None, **fields) -> User:
     """Change role, active flag, timezone or password; audit what changed."""
     if actor is not None:
         require_admin(actor)
@@ -97,8 +97,10 @@ def update_user(actor: User | None, user: User, *, password: str | None = None,
             user.timezone = validate_timezone(fields.pop("timezone"))
         except TimingError as exc:
             raise InvalidInput(fields={exc.field: exc.message}) from None
-    if actor is not None and actor.id == user.id and (
-        user.role is not Role.admin or not user.active
+    if (
+        actor is not None
+        and actor.id == user.id
+        and (user.role is not Role.admin or not user.active)
     ):
         raise InvalidInput(fields={"role": "You cannot demote or deactivate yourself."})
     changes = audit.diff(before, audit.snapshot(user, USER_FIELDS))
@@ -148,9 +150,13 @@ def authenticate(username: str, password: str) -> User | None:
     return user
 
 
-def update_own_settings(user: User, *, timezone: str | None = None,
-                        current_password: str | None = None,
-                        new_password: str | None = None) -> User:
+def update_own_settings(
+    user: User,
+    *,
+    timezone: str | None = None,
+    current_password: str | None = None,
+    new_password: str | None = None,
+) -> User:
     """Let a user change their own time zone, and their password given the current one."""
     changes: dict = {}
     if timezone is not None and timezone != user.timezone:

@@ -1,15 +1,18 @@
 """Login and logout as the contract describes them."""
-import pytest
-from sqlalchemy import select
 
-from portal.models import AuditEvent, User
+import pytest
+
+from portal.models import User
 from tests import factories
 from tests.conftest import csrf_token
 
 
 def post_login(client, username, password, next_=None, token=None):
-    data = {"username": username, "password": password,
-            "csrf_token": token if token is not None else csrf_token(client)}
+    data = {
+        "username": username,
+        "password": password,
+        "csrf_token": token if token is not None else csrf_token(client),
+    }
     if next_ is not None:
         data["next"] = next_
     return client.post("/login", data=data)
@@ -27,13 +30,17 @@ def test_login_records_last_login(client, db, operator):
     assert db.session.get(User, operator.id).last_login_at is not None
 
 
-@pytest.mark.parametrize("username,password", [
-    ("oscar", "wrong password"),
-    ("nobody", factories.PASSWORD),
-    ("", ""),
-])
-def test_bad_login_shows_the_form_again_with_one_generic_message(client, operator, username,
-                                                                  password):
+@pytest.mark.parametrize(
+    "username,password",
+    [
+        ("oscar", "wrong password"),
+        ("nobody", factories.PASSWORD),
+        ("", ""),
+    ],
+)
+def test_bad_login_shows_the_form_again_with_one_generic_message(
+    client, operator, username, password
+):
     response = post_login(client, username, password)
     html = response.get_data(as_text=True)
     assert response.status_code == 200
@@ -50,20 +57,22 @@ def test_inactive_user_is_refused(client, db):
 
 
 def test_login_without_csrf_token_is_rejected(client, operator):
-    response = client.post("/login", data={"username": "oscar",
-                                           "password": factories.PASSWORD})
+    response = client.post("/login", data={"username": "oscar", "password": factories.PASSWORD})
     assert response.status_code == 400
     assert client.get("/admin/devices/").status_code == 302
 
 
-@pytest.mark.parametrize("next_,expected", [
-    ("/admin/devices/", "/admin/devices/"),
-    ("/admin/devices/?page=2", "/admin/devices/?page=2"),
-    ("//evil.example", "/admin/"),
-    ("https://evil.example/admin/", "/admin/"),
-    ("/\\evil.example", "/admin/"),
-    ("javascript:alert(1)", "/admin/"),
-])
+@pytest.mark.parametrize(
+    "next_,expected",
+    [
+        ("/admin/devices/", "/admin/devices/"),
+        ("/admin/devices/?page=2", "/admin/devices/?page=2"),
+        ("//evil.example", "/admin/"),
+        ("https://evil.example/admin/", "/admin/"),
+        ("/\\evil.example", "/admin/"),
+        ("javascript:alert(1)", "/admin/"),
+    ],
+)
 def test_next_is_followed_only_to_local_paths(client, operator, next_, expected):
     response = post_login(client, "oscar", factories.PASSWORD, next_=next_)
     assert response.status_code == 302

@@ -1,4 +1,5 @@
 """Readings and commands lists stop counting at a cap, so big tables stay fast."""
+
 import pytest
 
 from portal.admin.records import CommandView, ReadingView
@@ -26,8 +27,9 @@ def test_below_the_cap_the_count_is_exact(client, login_as, operator, device, sm
     assert "List (2)" in html and 'data-testid="count-capped"' not in html
 
 
-def test_capped_count_respects_the_operators_scope(client, login_as, operator, device,
-                                                   other_device, small_cap):
+def test_capped_count_respects_the_operators_scope(
+    client, login_as, operator, device, other_device, small_cap
+):
     factories.ReadingFactory.create_batch(5, device=other_device)
     factories.ReadingFactory.create_batch(1, device=device)
     login_as(operator)
@@ -38,6 +40,5 @@ def test_filter_by_device_id(client, login_as, admin, device, other_device):
     factories.ReadingFactory(device=device, metric="mine")
     factories.ReadingFactory(device=other_device, metric="theirs")
     login_as(admin)
-    html = client.get(f"/admin/readings/?flt0_device_id_equals={device.id}").get_data(
-        as_text=True)
+    html = client.get(f"/admin/readings/?flt0_device_id_equals={device.id}").get_data(as_text=True)
     assert "mine" in html and "theirs" not in html

@@ -1,4 +1,5 @@
 """Who may open, change and export what in the admin; rows out of reach answer 404."""
+
 import pytest
 from sqlalchemy import select
 
@@ -55,12 +56,15 @@ def test_admin_only_views_are_not_in_an_operators_menu(client, login_as, operato
     assert "/admin/users/" not in html and "/admin/audit/" not in html
 
 
-@pytest.mark.parametrize("view,marker", [
-    ("devices", "olga-board"),
-    ("schedules", "olga-board-schedule"),
-    ("commands", "olga-board.act"),
-    ("readings", "olga_board_temp"),
-])
+@pytest.mark.parametrize(
+    "view,marker",
+    [
+        ("devices", "olga-board"),
+        ("schedules", "olga-board-schedule"),
+        ("commands", "olga-board.act"),
+        ("readings", "olga_board_temp"),
+    ],
+)
 def test_operator_lists_only_their_own_rows(client, login_as, operator, fleet, view, marker):
     login_as(operator)
     html = client.get(f"/admin/{view}/").get_data(as_text=True)
@@ -84,35 +88,45 @@ def test_operator_search_does_not_reach_other_devices(client, login_as, operator
 
 
 @pytest.mark.parametrize("action", ["details", "edit"])
-def test_operator_gets_404_for_another_operators_device(client, login_as, operator,
-                                                        other_device, action):
+def test_operator_gets_404_for_another_operators_device(
+    client, login_as, operator, other_device, action
+):
     login_as(operator)
     assert client.get(f"/admin/devices/{action}/?id={other_device.id}").status_code == 404
 
 
-def test_operator_cannot_delete_another_operators_device(client, db, login_as, operator,
-                                                         other_device):
+def test_operator_cannot_delete_another_operators_device(
+    client, db, login_as, operator, other_device
+):
     login_as(operator)
     token = csrf_token(client, "/admin/devices/")
-    response = client.post("/admin/devices/delete/", data={"id": other_device.id,
-                                                            "csrf_token": token})
+    response = client.post(
+        "/admin/devices/delete/", data={"id": other_device.id, "csrf_token": token}
+    )
     assert response.status_code == 404
     assert db.session.get(Device, other_device.id) is not None
 
 
-def test_bulk_delete_skips_rows_out_of_reach(client, db, login_as, operator, device,
-                                             other_device):
+def test_bulk_delete_skips_rows_out_of_reach(client, db, login_as, operator, device, other_device):
     login_as(operator)
     token = csrf_token(client, "/admin/devices/")
-    client.post("/admin/devices/action/", data={
-        "action": "delete", "rowid": [device.id, other_device.id], "csrf_token": token})
+    client.post(
+        "/admin/devices/action/",
+        data={"action": "delete", "rowid": [device.id, other_device.id], "csrf_token": token},
+    )
     db.session.expire_all()
     assert db.session.get(Device, device.id) is None
     assert db.session.get(Device, other_device.id) is not None
 
 
-@pytest.mark.parametrize("path", ["/admin/devices/edit/?id=abc", "/admin/devices/details/?id=1x",
-                                  "/admin/commands/details/?id=999999"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/admin/devices/edit/?id=abc",
+        "/admin/devices/details/?id=1x",
+        "/admin/commands/details/?id=999999",
+    ],
+)
 def test_malformed_or_absent_ids_are_404(client, login_as, admin, path):
     login_as(admin)
     assert client.get(path).status_code == 404
@@ -124,8 +138,7 @@ def test_viewer_gets_403_on_create(client, login_as, viewer, view):
     assert client.get(f"/admin/{view}/new/").status_code == 403
 
 
-def test_viewer_sees_all_devices_but_cannot_edit_or_delete(client, db, login_as, viewer,
-                                                           device):
+def test_viewer_sees_all_devices_but_cannot_edit_or_delete(client, db, login_as, viewer, device):
     login_as(viewer)
     assert client.get(f"/admin/devices/details/?id={device.id}").status_code == 200
     assert client.get(f"/admin/devices/edit/?id={device.id}").status_code == 403
@@ -145,8 +158,10 @@ def test_viewer_page_has_no_write_buttons(client, login_as, viewer, device):
 def test_viewer_cannot_run_bulk_actions(client, db, login_as, viewer, device):
     login_as(viewer)
     token = csrf_token(client, "/admin/devices/")
-    response = client.post("/admin/devices/action/", data={
-        "action": "disable", "rowid": [device.id], "csrf_token": token})
+    response = client.post(
+        "/admin/devices/action/",
+        data={"action": "disable", "rowid": [device.id], "csrf_token": token},
+    )
     assert response.status_code == 403
     db.session.expire_all()
     assert db.session.get(Device, device.id).enabled is True
@@ -158,13 +173,21 @@ def test_operator_device_choices_hold_only_their_devices(client, login_as, opera
     assert "oscar-board" in html and "olga-board" not in html
 
 
-def test_operator_cannot_send_a_command_to_another_operators_device(client, db, login_as,
-                                                                    operator, other_device):
+def test_operator_cannot_send_a_command_to_another_operators_device(
+    client, db, login_as, operator, other_device
+):
     login_as(operator)
     token = csrf_token(client, "/admin/commands/new/")
-    client.post("/admin/commands/new/", data={
-        "device": other_device.id, "action": "relay.on", "payload": "{}",
-        "expires_in": 60, "csrf_token": token})
+    client.post(
+        "/admin/commands/new/",
+        data={
+            "device": other_device.id,
+            "action": "relay.on",
+            "payload": "{}",
+            "expires_in": 60,
+            "csrf_token": token,
+        },
+    )
     assert db.session.scalar(select(Command).limit(1)) is None
 
 
@@ -183,14 +206,18 @@ def test_writers_see_create_buttons(client, login_as, role):
 
 
 @pytest.mark.parametrize("view", MODEL_VIEWS + ["users"])
-def test_export_streams_every_row_outside_the_tests_app_context(client, db, login_as, admin,
-                                                                 fleet, view):
+def test_export_streams_every_row_outside_the_tests_app_context(
+    client, db, login_as, admin, fleet, view
+):
     """As under gunicorn: the request is the only app context, and its session closes when the
     view returns, before the CSV streams. (The tests' own app context would hide a lazy load.)"""
     import threading
 
-    factories.CommandFactory(device=fleet[0], action="scheduled.act",
-                             schedule=factories.ScheduleFactory(device=fleet[0], name="nightly"))
+    factories.CommandFactory(
+        device=fleet[0],
+        action="scheduled.act",
+        schedule=factories.ScheduleFactory(device=fleet[0], name="nightly"),
+    )
     login_as(admin)
     answer = {}
 

@@ -1,6 +1,7 @@
 """A live portal for the agent: real HTTP on 127.0.0.1 (werkzeug in a thread, restartable on the
 same port), its own instance folder and SQLite database, one operator and one device.
 """
+
 from __future__ import annotations
 
 import threading
@@ -12,16 +13,16 @@ from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from portal import create_app
-from portal.agent.backoff import Backoff
-from portal.agent.client import PortalClient
-from portal.agent.ledger import CommandLedger
-from portal.agent.queue import ReadingQueue
-from portal.agent.runner import Agent
 from portal.extensions import db
 from portal.models import Command, Device, Reading, Role
 from portal.services.commands import enqueue_command
 from portal.services.devices import create_device
 from portal.services.users import create_user
+from portal_agent.backoff import Backoff
+from portal_agent.client import PortalClient
+from portal_agent.ledger import CommandLedger
+from portal_agent.queue import ReadingQueue
+from portal_agent.runner import Agent
 
 LEASE_SECONDS = 1
 
@@ -50,8 +51,9 @@ class LiveServer:
     def start(self) -> None:
         self._server = make_server("127.0.0.1", self.port, self.app, threaded=False)
         self.port = self._server.server_port
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,),
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.02,), daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -79,13 +81,21 @@ class Portal:
 
     def values(self, metric: str = "count") -> list[float]:
         with self.app.app_context():
-            return sorted(db.session.scalars(select(Reading.value).where(
-                Reading.device_id == self.device_id, Reading.metric == metric)))
+            return sorted(
+                db.session.scalars(
+                    select(Reading.value).where(
+                        Reading.device_id == self.device_id, Reading.metric == metric
+                    )
+                )
+            )
 
     def metrics(self) -> list[str]:
         with self.app.app_context():
-            return sorted(db.session.scalars(select(Reading.metric).where(
-                Reading.device_id == self.device_id)))
+            return sorted(
+                db.session.scalars(
+                    select(Reading.metric).where(Reading.device_id == self.device_id)
+                )
+            )
 
     def enqueue(self, action: str, payload: dict | None = None) -> int:
         with self.app.app_context():
@@ -112,15 +122,17 @@ class Portal:
 
 @pytest.fixture
 def portal(tmp_path):
-    app = create_app({
-        "TESTING": True,
-        "SECRET_KEY": "test-secret-key",
-        "DATABASE_URL": "sqlite:///" + str(tmp_path / "portal.sqlite3"),
-        "INSTANCE_PATH": str(tmp_path / "instance"),
-        "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",
-        "RATELIMIT_STORAGE_URI": "memory://",
-        "COMMAND_LEASE_SECONDS": LEASE_SECONDS,
-    })
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "test-secret-key",
+            "DATABASE_URL": "sqlite:///" + str(tmp_path / "portal.sqlite3"),
+            "INSTANCE_PATH": str(tmp_path / "instance"),
+            "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",
+            "RATELIMIT_STORAGE_URI": "memory://",
+            "COMMAND_LEASE_SECONDS": LEASE_SECONDS,
+        }
+    )
     with app.app_context():
         db.create_all()
         owner = create_user(None, "oscar", "correct horse battery", Role.operator)
@@ -148,13 +160,18 @@ class CountingSource:
         return [{"metric": "count", "value": self.sent - 1}]
 
 
-def make_agent(portal: Portal, state_dir, source=None, handler=None, token=None,
-               **options) -> Agent:
+def make_agent(
+    portal: Portal, state_dir, source=None, handler=None, token=None, **options
+) -> Agent:
     options = {"interval": 0.05, "backoff": Backoff(base=0.05, cap=0.3), **options}
-    return Agent(PortalClient(portal.url, token or portal.token, timeout=(1.0, 10.0)),
-                 ReadingQueue(str(state_dir), batch_size=options.pop("batch_size", 500)),
-                 CommandLedger(str(state_dir)), source or CountingSource(0),
-                 handler or (lambda action, payload: {"ran": action}), **options)
+    return Agent(
+        PortalClient(portal.url, token or portal.token, timeout=(1.0, 10.0)),
+        ReadingQueue(str(state_dir), batch_size=options.pop("batch_size", 500)),
+        CommandLedger(str(state_dir)),
+        source or CountingSource(0),
+        handler or (lambda action, payload: {"ran": action}),
+        **options,
+    )
 
 
 @pytest.fixture

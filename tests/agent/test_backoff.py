@@ -1,9 +1,10 @@
 """Back-off: grows exponentially, stays under its cap, jitters, and starts over after success."""
+
 import random
 
 import pytest
 
-from portal.agent.backoff import Backoff
+from portal_agent.backoff import Backoff
 
 
 def delays(backoff, n):
@@ -13,7 +14,7 @@ def delays(backoff, n):
 def test_delays_stay_within_each_jittered_step():
     got = delays(Backoff(base=1, cap=100, rng=random.Random(1)), 6)
     for n, delay in enumerate(got):
-        assert 2 ** n / 2 <= delay <= 2 ** n
+        assert 2**n / 2 <= delay <= 2**n
 
 
 def test_delays_never_exceed_the_cap():

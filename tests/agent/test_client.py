@@ -2,6 +2,7 @@
 
 The portal never answers 5xx or 429 on purpose, so a tiny stdlib server plays those parts.
 """
+
 import json
 import socket
 import threading
@@ -9,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from portal.agent.client import PortalClient, Rejected, Unavailable
+from portal_agent.client import PortalClient, Rejected, Unavailable
 
 
 class Canned(BaseHTTPRequestHandler):
@@ -33,8 +34,9 @@ def canned():
     servers = []
 
     def start(status, body=b"{}", headers=None):
-        handler = type("H", (Canned,), {"status": status, "body_out": body,
-                                        "headers_out": headers or {}})
+        handler = type(
+            "H", (Canned,), {"status": status, "body_out": body, "headers_out": headers or {}}
+        )
         server = HTTPServer(("127.0.0.1", 0), handler)
         threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
         servers.append(server)

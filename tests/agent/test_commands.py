@@ -1,11 +1,12 @@
 """Running commands: each id runs at most once, across restarts; results are kept until reported."""
+
 import pytest
 
-from portal.agent.client import Rejected, Unavailable
-from portal.agent.handlers import RelayHandler
-from portal.agent.ledger import CommandLedger
-from portal.agent.queue import ReadingQueue
-from portal.agent.runner import Agent
+from portal_agent.client import Rejected, Unavailable
+from portal_agent.handlers import RelayHandler
+from portal_agent.ledger import CommandLedger
+from portal_agent.queue import ReadingQueue
+from portal_agent.runner import Agent
 
 
 class StubPortal:
@@ -42,8 +43,13 @@ class CountingHandler:
 
 
 def make_agent(state_dir, portal, handler):
-    return Agent(portal, ReadingQueue(str(state_dir)), CommandLedger(str(state_dir)),
-                 source=list, handler=handler)
+    return Agent(
+        portal,
+        ReadingQueue(str(state_dir)),
+        CommandLedger(str(state_dir)),
+        source=list,
+        handler=handler,
+    )
 
 
 COMMAND = {"id": 7, "action": "relay.on", "payload": {}}
@@ -103,15 +109,19 @@ def test_command_cut_short_by_a_crash_is_reported_failed_not_run_again(tmp_path)
     assert "interrupted" in result["error"]
 
 
-@pytest.mark.parametrize("action, expected", [
-    ("relay.on", ("succeeded", {"relay": "on"})),
-    ("relay.off", ("succeeded", {"relay": "off"})),
-    ("relay.toggle", ("succeeded", {"relay": "on"})),
-    ("relay.status", ("succeeded", {"relay": "off"})),
-])
+@pytest.mark.parametrize(
+    "action, expected",
+    [
+        ("relay.on", ("succeeded", {"relay": "on"})),
+        ("relay.off", ("succeeded", {"relay": "off"})),
+        ("relay.toggle", ("succeeded", {"relay": "on"})),
+        ("relay.status", ("succeeded", {"relay": "off"})),
+    ],
+)
 def test_relay_actions_report_the_relay_state(tmp_path, action, expected):
     outcome = make_agent(tmp_path, StubPortal(), RelayHandler()).handle(
-        {"id": 1, "action": action, "payload": {}})
+        {"id": 1, "action": action, "payload": {}}
+    )
     assert (outcome.status, outcome.result) == expected
 
 
@@ -123,7 +133,8 @@ def test_relay_remembers_its_state_between_commands(tmp_path):
 
 def test_unknown_action_is_reported_failed_with_a_message(tmp_path):
     outcome = make_agent(tmp_path, StubPortal(), RelayHandler()).handle(
-        {"id": 1, "action": "valve.open", "payload": {}})
+        {"id": 1, "action": "valve.open", "payload": {}}
+    )
     assert outcome.status == "failed"
     assert "unknown action 'valve.open'" in outcome.result["error"]
 
@@ -134,11 +145,14 @@ def test_handler_that_raises_is_reported_failed_with_the_error(tmp_path):
 
     outcome = make_agent(tmp_path, StubPortal(), broken).handle(COMMAND)
     assert (outcome.status, outcome.result) == (
-        "failed", {"error": "RuntimeError: relay board not found"})
+        "failed",
+        {"error": "RuntimeError: relay board not found"},
+    )
 
 
-@pytest.mark.parametrize("returned, result", [(None, {}), (42, {"value": 42}),
-                                              ({"a": 1}, {"a": 1})])
+@pytest.mark.parametrize(
+    "returned, result", [(None, {}), (42, {"value": 42}), ({"a": 1}, {"a": 1})]
+)
 def test_handler_return_value_becomes_a_json_object(tmp_path, returned, result):
     outcome = make_agent(tmp_path, StubPortal(), lambda a, p: returned).handle(COMMAND)
     assert (outcome.status, outcome.result) == ("succeeded", result)

@@ -1,8 +1,9 @@
 """The agent against a live portal (real HTTP on 127.0.0.1), including server outages."""
+
 import threading
 import time
 
-from portal.agent.queue import ReadingQueue
+from portal_agent.queue import ReadingQueue
 from tests.agent.conftest import LEASE_SECONDS, CountingSource, make_agent, wait_for
 
 
@@ -18,7 +19,7 @@ def test_heartbeat_records_the_firmware_version(portal, tmp_path):
 
 
 def test_queued_command_is_run_and_its_result_stored(portal, run_agent, tmp_path):
-    from portal.agent.handlers import RelayHandler
+    from portal_agent.handlers import RelayHandler
 
     run_agent(make_agent(portal, tmp_path / "state", handler=RelayHandler()))
     command_id = portal.enqueue("relay.on")
@@ -27,7 +28,7 @@ def test_queued_command_is_run_and_its_result_stored(portal, run_agent, tmp_path
 
 
 def test_unknown_action_is_stored_as_failed_with_a_message(portal, run_agent, tmp_path):
-    from portal.agent.handlers import RelayHandler
+    from portal_agent.handlers import RelayHandler
 
     run_agent(make_agent(portal, tmp_path / "state", handler=RelayHandler()))
     command_id = portal.enqueue("valve.open")
@@ -36,8 +37,9 @@ def test_unknown_action_is_stored_as_failed_with_a_message(portal, run_agent, tm
     assert "unknown action 'valve.open'" in command.result["error"]
 
 
-def test_server_restart_mid_run_loses_no_readings_and_stores_none_twice(portal, run_agent,
-                                                                        tmp_path):
+def test_server_restart_mid_run_loses_no_readings_and_stores_none_twice(
+    portal, run_agent, tmp_path
+):
     total = 60
     source = CountingSource(total)
     run_agent(make_agent(portal, tmp_path / "state", source, interval=0.02, batch_size=3))

@@ -1,14 +1,15 @@
 """Sources and handlers by built-in name or module:callable; the agent imports no Flask."""
+
 import ast
 import pathlib
 import re
 
 import pytest
 
-import portal.agent
-from portal.agent.handlers import LogHandler, RelayHandler, load_handler
-from portal.agent.plugins import PluginError
-from portal.agent.sources import SimulatedSensor, load_source
+import portal_agent
+from portal_agent.handlers import LogHandler, RelayHandler, load_handler
+from portal_agent.plugins import PluginError
+from portal_agent.sources import SimulatedSensor, load_source
 
 
 def user_handler(action, payload):
@@ -37,12 +38,15 @@ def test_import_string_naming_a_class_gives_an_instance():
     assert load_source(f"{__name__}:UserSource")() == [{"metric": "user", "value": 1}]
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("blinker", "unknown handler 'blinker': use one of log, relay or module:callable"),
-    ("no_such_module_xyz:handle", "cannot load handler 'no_such_module_xyz:handle'"),
-    (f"{__name__}:missing", f"cannot load handler '{__name__}:missing'"),
-    (f"{__name__}:pytest.__name__", "is not callable"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("blinker", "unknown handler 'blinker': use one of log, relay or module:callable"),
+        ("no_such_module_xyz:handle", "cannot load handler 'no_such_module_xyz:handle'"),
+        (f"{__name__}:missing", f"cannot load handler '{__name__}:missing'"),
+        (f"{__name__}:pytest.__name__", "is not callable"),
+    ],
+)
 def test_bad_handler_spec_is_refused_with_a_clear_message(spec, message):
     with pytest.raises(PluginError, match=re.escape(message)):
         load_handler(spec)
@@ -54,19 +58,19 @@ def test_simulated_sensor_walks_within_plausible_bounds():
     temps = [s[0]["value"] for s in samples]
     hums = [s[1]["value"] for s in samples]
     assert [r["metric"] for r in samples[0]] == ["temperature", "humidity"]
-    assert -10 <= min(temps) and max(temps) <= 45 and 5 <= min(hums) and max(hums) <= 95
+    assert min(temps) >= -10 and max(temps) <= 45 and min(hums) >= 5 and max(hums) <= 95
     assert len(set(temps)) > 100
 
 
 def test_simulated_sensor_moves_in_small_steps():
     sensor = SimulatedSensor(seed=2)
     temps = [sensor()[0]["value"] for _ in range(200)]
-    assert max(abs(a - b) for a, b in zip(temps, temps[1:])) <= 0.31
+    assert max(abs(a - b) for a, b in zip(temps, temps[1:], strict=False)) <= 0.31
 
 
 def test_no_agent_module_imports_flask():
     imported = set()
-    for path in pathlib.Path(portal.agent.__file__).parent.glob("*.py"):
+    for path in pathlib.Path(portal_agent.__file__).parent.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 imported |= {alias.name.split(".")[0] for alias in node.names}

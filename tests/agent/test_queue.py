@@ -1,14 +1,17 @@
 """The reading buffer: bounded, persistent, and one Idempotency-Key per batch until acknowledged."""
+
 import math
 
 import pytest
 
-from portal.agent.queue import ReadingQueue
+from portal_agent.queue import ReadingQueue
 
 
 def counted(n, start=0):
-    return [{"metric": "count", "value": i, "ts": f"2026-01-01T00:00:{i % 60:02d}Z"}
-            for i in range(start, start + n)]
+    return [
+        {"metric": "count", "value": i, "ts": f"2026-01-01T00:00:{i % 60:02d}Z"}
+        for i in range(start, start + n)
+    ]
 
 
 def values(batch):
@@ -68,15 +71,18 @@ def test_empty_queue_has_no_batch(tmp_path):
     assert ReadingQueue(str(tmp_path)).next_batch() is None
 
 
-@pytest.mark.parametrize("bad", [
-    {"metric": "Temp", "value": 1},
-    {"metric": "", "value": 1},
-    {"metric": "temperature", "value": math.nan},
-    {"metric": "temperature", "value": math.inf},
-    {"metric": "temperature", "value": "21"},
-    {"metric": "temperature", "value": True},
-    {"value": 1},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"metric": "Temp", "value": 1},
+        {"metric": "", "value": 1},
+        {"metric": "temperature", "value": math.nan},
+        {"metric": "temperature", "value": math.inf},
+        {"metric": "temperature", "value": "21"},
+        {"metric": "temperature", "value": True},
+        {"value": 1},
+    ],
+)
 def test_invalid_reading_is_skipped_and_the_rest_kept(tmp_path, bad):
     queue = ReadingQueue(str(tmp_path))
     assert queue.put([bad, {"metric": "ok", "value": 1.5}]) == 1

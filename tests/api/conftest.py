@@ -1,4 +1,5 @@
 """API-only fixtures: bearer headers for people and devices, and a few row helpers."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -29,9 +30,11 @@ def other_device_headers(other_device):
 @pytest.fixture
 def make_command(app):
     """``make_command(device, **fields)``: a queued command expiring in an hour."""
+
     def make(device, **fields):
         fields.setdefault("expires_at", utcnow() + timedelta(hours=1))
         return factories.CommandFactory(device=device, **fields)
+
     return make
 
 

@@ -1,4 +1,5 @@
 """Who may call: personal tokens, the login session (with CSRF on writes), device tokens."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -16,8 +17,7 @@ def test_personal_token_reads_the_api(client, admin, headers_for):
 
 
 def test_bearer_write_needs_no_csrf_token(client, admin, headers_for):
-    response = client.post("/api/v1/devices", json={"name": "board"},
-                           headers=headers_for(admin))
+    response = client.post("/api/v1/devices", json={"name": "board"}, headers=headers_for(admin))
     assert response.status_code == 201
 
 
@@ -28,15 +28,19 @@ def test_session_reads_the_api(client, login_as, viewer):
 
 def test_session_write_with_csrf_header_succeeds(client, login_as, admin):
     login_as(admin)
-    response = client.post("/api/v1/devices", json={"name": "board"},
-                           headers={"X-CSRFToken": csrf_token(client, "/login")})
+    response = client.post(
+        "/api/v1/devices",
+        json={"name": "board"},
+        headers={"X-CSRFToken": csrf_token(client, "/login")},
+    )
     assert response.status_code == 201
 
 
 def test_session_write_with_wrong_csrf_header_is_400(client, login_as, admin):
     login_as(admin)
-    response = client.post("/api/v1/devices", json={"name": "board"},
-                           headers={"X-CSRFToken": "forged"})
+    response = client.post(
+        "/api/v1/devices", json={"name": "board"}, headers={"X-CSRFToken": "forged"}
+    )
     assert response.status_code == 400
     assert response.get_json()["error"]["code"] == "csrf_failed"
 
@@ -91,12 +95,10 @@ def test_token_last_used_is_written_at_most_once_a_minute(client, db, admin):
 
 
 def test_token_last_used_is_refreshed_after_the_throttle(client, db, admin):
-    token = factories.PersonalTokenFactory(user=admin,
-                                           last_used_at=utcnow() - timedelta(minutes=5))
+    token = factories.PersonalTokenFactory(user=admin, last_used_at=utcnow() - timedelta(minutes=5))
     client.get("/api/v1/devices", headers=bearer(token.token))
     db.session.expire_all()
-    assert utcnow() - db.session.get(PersonalToken, token.id).last_used_at < timedelta(
-        seconds=5)
+    assert utcnow() - db.session.get(PersonalToken, token.id).last_used_at < timedelta(seconds=5)
 
 
 def test_rotated_device_token_dies_at_once(client, db, device, operator, headers_for):
@@ -112,9 +114,8 @@ def test_rotated_device_token_dies_at_once(client, db, device, operator, headers
 @pytest.fixture
 def limited_client(database_url, tmp_path, app):
     """A client of an app whose default limit is 3 requests a minute per address."""
-    from tests.conftest import make_app
-
     from portal.extensions import db, limiter
+    from tests.conftest import make_app
 
     limited = make_app(tmp_path / "limited", database_url, RATELIMIT_DEFAULT="3 per minute")
     try:
@@ -127,18 +128,19 @@ def limited_client(database_url, tmp_path, app):
         limiter.limit_manager.set_default_limits([])
 
 
-def test_people_endpoints_follow_a_configured_default_limit(limited_client, admin,
-                                                           headers_for):
+def test_people_endpoints_follow_a_configured_default_limit(limited_client, admin, headers_for):
     headers = headers_for(admin)
-    statuses = [limited_client.get("/api/v1/devices", headers=headers).status_code
-                for _ in range(5)]
+    statuses = [
+        limited_client.get("/api/v1/devices", headers=headers).status_code for _ in range(5)
+    ]
     assert statuses[-1] == 429
     response = limited_client.get("/api/v1/devices", headers=headers)
     assert response.get_json()["error"]["code"] == "rate_limited"
 
 
 def test_device_endpoints_are_not_rate_limited(limited_client, device):
-    statuses = {limited_client.get("/api/v1/device/commands",
-                                   headers=bearer(device.token)).status_code
-                for _ in range(10)}
+    statuses = {
+        limited_client.get("/api/v1/device/commands", headers=bearer(device.token)).status_code
+        for _ in range(10)
+    }
     assert statuses == {200}

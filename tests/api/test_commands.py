@@ -1,4 +1,5 @@
 """Commands for people: send, list with filters, show, cancel; roles and reach."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -26,13 +27,18 @@ def test_sent_command_is_queued(client, device, as_role, role):
     assert response.status_code == 201
     body = response.get_json()
     assert (body["status"], body["action"], body["payload"], body["attempts"]) == (
-        "queued", "relay.on", {"seconds": 30}, 0)
+        "queued",
+        "relay.on",
+        {"seconds": 30},
+        0,
+    )
     created = body["created_at"].replace("Z", "+00:00")
     expires = body["expires_at"].replace("Z", "+00:00")
     from datetime import datetime
 
     assert datetime.fromisoformat(expires) - datetime.fromisoformat(created) == timedelta(
-        seconds=120)
+        seconds=120
+    )
 
 
 def test_sent_command_defaults_to_an_hour(client, db, device, as_role):
@@ -52,13 +58,19 @@ def test_viewer_cannot_send_a_command(client, db, device, as_role):
     assert count(db, Command) == 0
 
 
-@pytest.mark.parametrize("body, field", [({"action": "relay on"}, "action"),
-                                         ({"action": "x", "expires_in": 0}, "expires_in"),
-                                         ({"action": "x", "expires_in": "60"}, "expires_in"),
-                                         ({"action": "x", "payload": "on"}, "payload")])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"action": "relay on"}, "action"),
+        ({"action": "x", "expires_in": 0}, "expires_in"),
+        ({"action": "x", "expires_in": "60"}, "expires_in"),
+        ({"action": "x", "payload": "on"}, "payload"),
+    ],
+)
 def test_bad_command_is_422(client, device, as_role, body, field):
-    response = client.post(f"/api/v1/devices/{device.id}/commands", json=body,
-                           headers=as_role("operator"))
+    response = client.post(
+        f"/api/v1/devices/{device.id}/commands", json=body, headers=as_role("operator")
+    )
     assert response.status_code == 422
     assert list(response.get_json()["error"]["fields"]) == [field]
 
@@ -75,25 +87,32 @@ def test_list_filters_by_status_and_device(client, device, other_device, as_role
     wanted = factories.CommandFactory(device=device, status=CommandStatus.delivered)
     factories.CommandFactory(device=device)
     factories.CommandFactory(device=other_device, status=CommandStatus.delivered)
-    response = client.get("/api/v1/commands", headers=as_role("admin"),
-                          query_string={"status": "delivered", "device_id": device.id})
+    response = client.get(
+        "/api/v1/commands",
+        headers=as_role("admin"),
+        query_string={"status": "delivered", "device_id": device.id},
+    )
     assert [c["id"] for c in response.get_json()["items"]] == [wanted.id]
 
 
 def test_list_is_newest_first_and_pages(client, device, as_role):
     ids = [factories.CommandFactory(device=device).id for _ in range(3)]
-    first = client.get("/api/v1/commands", query_string={"limit": 2},
-                       headers=as_role("admin")).get_json()
-    second = client.get("/api/v1/commands", query_string={"limit": 2,
-                                                          "cursor": first["next_cursor"]},
-                        headers=as_role("admin")).get_json()
+    first = client.get(
+        "/api/v1/commands", query_string={"limit": 2}, headers=as_role("admin")
+    ).get_json()
+    second = client.get(
+        "/api/v1/commands",
+        query_string={"limit": 2, "cursor": first["next_cursor"]},
+        headers=as_role("admin"),
+    ).get_json()
     assert [c["id"] for c in first["items"] + second["items"]] == ids[::-1]
     assert second["next_cursor"] is None
 
 
 def test_list_with_unknown_status_is_422(client, as_role):
-    response = client.get("/api/v1/commands", query_string={"status": "lost"},
-                          headers=as_role("admin"))
+    response = client.get(
+        "/api/v1/commands", query_string={"status": "lost"}, headers=as_role("admin")
+    )
     assert response.status_code == 422
     assert list(response.get_json()["error"]["fields"]) == ["status"]
 
@@ -101,8 +120,9 @@ def test_list_with_unknown_status_is_422(client, as_role):
 def test_device_commands_list_only_that_device(client, device, other_device, as_role):
     mine = factories.CommandFactory(device=device)
     factories.CommandFactory(device=other_device)
-    items = client.get(f"/api/v1/devices/{device.id}/commands",
-                       headers=as_role("admin")).get_json()["items"]
+    items = client.get(
+        f"/api/v1/devices/{device.id}/commands", headers=as_role("admin")
+    ).get_json()["items"]
     assert [c["id"] for c in items] == [mine.id]
 
 
@@ -149,8 +169,9 @@ def test_viewer_cancel_is_403(client, db, device, as_role):
 def test_cancelled_command_is_not_handed_out(client, device, as_role):
     command = factories.CommandFactory(device=device)
     client.post(f"/api/v1/commands/{command.id}/cancel", headers=as_role("operator"))
-    response = client.get("/api/v1/device/commands",
-                          headers={"Authorization": f"Bearer {device.token}"})
+    response = client.get(
+        "/api/v1/device/commands", headers={"Authorization": f"Bearer {device.token}"}
+    )
     assert response.get_json() == {"commands": []}
 
 
@@ -159,13 +180,23 @@ def test_expire_commands_closes_overdue_and_exhausted_ones(app, db, device):
 
     now = utcnow()
     overdue = factories.CommandFactory(device=device, expires_at=now - timedelta(seconds=1))
-    exhausted = factories.CommandFactory(device=device, status=CommandStatus.delivered,
-                                         attempts=5, lease_expires_at=now - timedelta(seconds=1))
-    leased = factories.CommandFactory(device=device, status=CommandStatus.delivered,
-                                      attempts=5, lease_expires_at=now + timedelta(seconds=30))
+    exhausted = factories.CommandFactory(
+        device=device,
+        status=CommandStatus.delivered,
+        attempts=5,
+        lease_expires_at=now - timedelta(seconds=1),
+    )
+    leased = factories.CommandFactory(
+        device=device,
+        status=CommandStatus.delivered,
+        attempts=5,
+        lease_expires_at=now + timedelta(seconds=30),
+    )
     assert expire_commands(now) == 2
     db.session.commit()
     assert command_row(db, overdue.id).status is CommandStatus.expired
-    assert (command_row(db, exhausted.id).status,
-            command_row(db, exhausted.id).reason) == (CommandStatus.failed, "no_result")
+    assert (command_row(db, exhausted.id).status, command_row(db, exhausted.id).reason) == (
+        CommandStatus.failed,
+        "no_result",
+    )
     assert command_row(db, leased.id).status is CommandStatus.delivered

@@ -3,6 +3,7 @@
 Each thread has its own test client and so its own app context, session and connection,
 against the same database file (SQLite) or server (PostgreSQL).
 """
+
 from __future__ import annotations
 
 import threading
@@ -26,7 +27,7 @@ def run_together(app, work):
         try:
             barrier.wait()
             results[index] = work(client)
-        except Exception as exc:  # noqa: BLE001 - reported below
+        except Exception as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=target, args=(i,)) for i in range(THREADS)]

@@ -1,4 +1,5 @@
 """Devices for people: CRUD, roles and reach, token rotation, cascade on delete, audit."""
+
 from __future__ import annotations
 
 import pytest
@@ -18,9 +19,15 @@ def as_role(request, headers_for):
 
 # ---- list and show -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("role, visible", [("admin", {"oscar-board", "olga-board"}),
-                                           ("viewer", {"oscar-board", "olga-board"}),
-                                           ("operator", {"oscar-board"})])
+
+@pytest.mark.parametrize(
+    "role, visible",
+    [
+        ("admin", {"oscar-board", "olga-board"}),
+        ("viewer", {"oscar-board", "olga-board"}),
+        ("operator", {"oscar-board"}),
+    ],
+)
 def test_list_shows_the_devices_in_reach(client, device, other_device, as_role, role, visible):
     response = client.get("/api/v1/devices", headers=as_role(role))
     assert response.status_code == 200
@@ -48,8 +55,16 @@ def test_list_pages_with_an_opaque_cursor(client, operator, as_role):
     assert seen == names
 
 
-@pytest.mark.parametrize("query", [{"limit": 501}, {"limit": 0}, {"limit": "x"},
-                                   {"cursor": "not-a-cursor"}, {"cursor": "WyJ4Il0"}])
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"limit": 501},
+        {"limit": 0},
+        {"limit": "x"},
+        {"cursor": "not-a-cursor"},
+        {"cursor": "WyJ4Il0"},
+    ],
+)
 def test_bad_limit_or_cursor_is_422(client, as_role, query):
     response = client.get("/api/v1/devices", query_string=query, headers=as_role("admin"))
     assert response.status_code == 422
@@ -64,15 +79,29 @@ def test_limit_defaults_to_50(client, operator, as_role):
     assert body["next_cursor"] is not None
 
 
-@pytest.mark.parametrize("method, suffix", [("get", ""), ("patch", ""), ("delete", ""),
-                                            ("post", "/token"), ("get", "/readings"),
-                                            ("get", "/commands"), ("post", "/commands")])
-def test_operator_gets_404_for_another_operators_device(client, other_device, as_role,
-                                                        method, suffix):
-    kwargs = {"json": {"action": "relay.on"} if suffix == "/commands" else {}} \
-        if method != "get" and method != "delete" else {}
-    response = getattr(client, method)(f"/api/v1/devices/{other_device.id}{suffix}",
-                                       headers=as_role("operator"), **kwargs)
+@pytest.mark.parametrize(
+    "method, suffix",
+    [
+        ("get", ""),
+        ("patch", ""),
+        ("delete", ""),
+        ("post", "/token"),
+        ("get", "/readings"),
+        ("get", "/commands"),
+        ("post", "/commands"),
+    ],
+)
+def test_operator_gets_404_for_another_operators_device(
+    client, other_device, as_role, method, suffix
+):
+    kwargs = (
+        {"json": {"action": "relay.on"} if suffix == "/commands" else {}}
+        if method != "get" and method != "delete"
+        else {}
+    )
+    response = getattr(client, method)(
+        f"/api/v1/devices/{other_device.id}{suffix}", headers=as_role("operator"), **kwargs
+    )
     assert response.status_code == 404
 
 
@@ -83,11 +112,14 @@ def test_absent_device_is_404(client, as_role, role):
 
 # ---- create ------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("role", ["admin", "operator"])
 def test_writers_create_a_device_and_get_its_token_once(client, db, as_role, role):
-    response = client.post("/api/v1/devices", headers=as_role(role),
-                           json={"name": "pump", "kind": "esp32", "location": "Cellar",
-                                 "description": "Sump pump"})
+    response = client.post(
+        "/api/v1/devices",
+        headers=as_role(role),
+        json={"name": "pump", "kind": "esp32", "location": "Cellar", "description": "Sump pump"},
+    )
     assert response.status_code == 201
     body = response.get_json()
     assert body["token"].startswith("pd_")
@@ -98,10 +130,10 @@ def test_writers_create_a_device_and_get_its_token_once(client, db, as_role, rol
 
 
 def test_created_token_works_for_the_device(client, as_role):
-    token = client.post("/api/v1/devices", json={"name": "pump"},
-                        headers=as_role("admin")).get_json()["token"]
-    response = client.post("/api/v1/device/heartbeat",
-                           headers={"Authorization": f"Bearer {token}"})
+    token = client.post(
+        "/api/v1/devices", json={"name": "pump"}, headers=as_role("admin")
+    ).get_json()["token"]
+    response = client.post("/api/v1/device/heartbeat", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200
 
 
@@ -112,26 +144,33 @@ def test_viewer_cannot_create_a_device(client, db, as_role):
 
 
 def test_taken_name_is_409(client, device, as_role):
-    response = client.post("/api/v1/devices", json={"name": device.name},
-                           headers=as_role("admin"))
+    response = client.post("/api/v1/devices", json={"name": device.name}, headers=as_role("admin"))
     assert response.status_code == 409
 
 
 def test_admin_may_create_for_another_owner(client, operator, as_role):
-    response = client.post("/api/v1/devices", json={"name": "pump", "owner": "oscar"},
-                           headers=as_role("admin"))
+    response = client.post(
+        "/api/v1/devices", json={"name": "pump", "owner": "oscar"}, headers=as_role("admin")
+    )
     assert response.get_json()["owner_id"] == operator.id
 
 
 def test_operator_may_not_create_for_another_owner(client, other_operator, as_role):
-    response = client.post("/api/v1/devices", json={"name": "pump", "owner": "olga"},
-                           headers=as_role("operator"))
+    response = client.post(
+        "/api/v1/devices", json={"name": "pump", "owner": "olga"}, headers=as_role("operator")
+    )
     assert response.status_code == 422
     assert list(response.get_json()["error"]["fields"]) == ["owner"]
 
 
-@pytest.mark.parametrize("body, field", [({"name": ""}, "name"), ({"name": "x" * 101}, "name"),
-                                         ({"name": "x", "kind": "Big Board!"}, "kind")])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"name": ""}, "name"),
+        ({"name": "x" * 101}, "name"),
+        ({"name": "x", "kind": "Big Board!"}, "kind"),
+    ],
+)
 def test_service_rules_are_422(client, as_role, body, field):
     response = client.post("/api/v1/devices", json=body, headers=as_role("admin"))
     assert response.status_code == 422
@@ -140,41 +179,46 @@ def test_service_rules_are_422(client, as_role, body, field):
 
 # ---- change and delete -------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("role", ["admin", "operator"])
 def test_patch_changes_only_the_fields_sent(client, device, as_role, role):
-    response = client.patch(f"/api/v1/devices/{device.id}", json={"location": "Roof"},
-                            headers=as_role(role))
+    response = client.patch(
+        f"/api/v1/devices/{device.id}", json={"location": "Roof"}, headers=as_role(role)
+    )
     assert response.status_code == 200
     body = response.get_json()
     assert (body["location"], body["name"], body["kind"]) == ("Roof", "oscar-board", "esp32")
 
 
 def test_viewer_patch_is_403(client, device, as_role):
-    response = client.patch(f"/api/v1/devices/{device.id}", json={"location": "Roof"},
-                            headers=as_role("viewer"))
+    response = client.patch(
+        f"/api/v1/devices/{device.id}", json={"location": "Roof"}, headers=as_role("viewer")
+    )
     assert response.status_code == 403
     assert response.get_json()["error"]["code"] == "forbidden"
 
 
 @pytest.mark.parametrize("field", ["name", "enabled"])
 def test_patch_with_null_for_a_required_field_is_422(client, device, as_role, field):
-    response = client.patch(f"/api/v1/devices/{device.id}", json={field: None},
-                            headers=as_role("admin"))
+    response = client.patch(
+        f"/api/v1/devices/{device.id}", json={field: None}, headers=as_role("admin")
+    )
     assert response.status_code == 422
     assert list(response.get_json()["error"]["fields"]) == [field]
 
 
 def test_disabling_a_device_locks_its_token_out(client, device, as_role):
-    client.patch(f"/api/v1/devices/{device.id}", json={"enabled": False},
-                 headers=as_role("operator"))
-    response = client.post("/api/v1/device/heartbeat",
-                           headers={"Authorization": f"Bearer {device.token}"})
+    client.patch(
+        f"/api/v1/devices/{device.id}", json={"enabled": False}, headers=as_role("operator")
+    )
+    response = client.post(
+        "/api/v1/device/heartbeat", headers={"Authorization": f"Bearer {device.token}"}
+    )
     assert response.status_code == 401
 
 
 @pytest.mark.parametrize("role", ["admin", "operator"])
-def test_delete_removes_the_device_and_everything_hanging_off_it(client, db, device, as_role,
-                                                                 role):
+def test_delete_removes_the_device_and_everything_hanging_off_it(client, db, device, as_role, role):
     factories.ScheduleFactory(device=device)
     factories.CommandFactory(device=device)
     factories.ReadingFactory(device=device)
@@ -185,28 +229,39 @@ def test_delete_removes_the_device_and_everything_hanging_off_it(client, db, dev
 
 
 def test_viewer_delete_is_403_and_keeps_the_device(client, db, device, as_role):
-    assert client.delete(f"/api/v1/devices/{device.id}",
-                         headers=as_role("viewer")).status_code == 403
+    assert (
+        client.delete(f"/api/v1/devices/{device.id}", headers=as_role("viewer")).status_code == 403
+    )
     assert count(db, Device) == 1
 
 
 def test_viewer_cannot_rotate_a_token(client, device, as_role):
-    assert client.post(f"/api/v1/devices/{device.id}/token",
-                       headers=as_role("viewer")).status_code == 403
+    assert (
+        client.post(f"/api/v1/devices/{device.id}/token", headers=as_role("viewer")).status_code
+        == 403
+    )
 
 
 # ---- audit -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("call, action", [
-    (lambda c, d, h: c.post("/api/v1/devices", json={"name": "new"}, headers=h), "create"),
-    (lambda c, d, h: c.patch(f"/api/v1/devices/{d.id}", json={"location": "Roof"}, headers=h),
-     "update"),
-    (lambda c, d, h: c.delete(f"/api/v1/devices/{d.id}", headers=h), "delete"),
-    (lambda c, d, h: c.post(f"/api/v1/devices/{d.id}/token", headers=h), "rotate_token"),
-])
-def test_every_change_writes_an_audit_entry_via_api(client, db, device, operator, as_role,
-                                                    call, action):
+
+@pytest.mark.parametrize(
+    "call, action",
+    [
+        (lambda c, d, h: c.post("/api/v1/devices", json={"name": "new"}, headers=h), "create"),
+        (
+            lambda c, d, h: c.patch(
+                f"/api/v1/devices/{d.id}", json={"location": "Roof"}, headers=h
+            ),
+            "update",
+        ),
+        (lambda c, d, h: c.delete(f"/api/v1/devices/{d.id}", headers=h), "delete"),
+        (lambda c, d, h: c.post(f"/api/v1/devices/{d.id}/token", headers=h), "rotate_token"),
+    ],
+)
+def test_every_change_writes_an_audit_entry_via_api(
+    client, db, device, operator, as_role, call, action
+):
     assert call(client, device, as_role("operator")).status_code in (200, 201, 204)
     events = db.session.query(AuditEvent).filter_by(object_type="device").all()
     assert [(e.action, e.actor_id, e.via) for e in events] == [(action, operator.id, "api")]
-

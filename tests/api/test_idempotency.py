@@ -1,4 +1,5 @@
 """Idempotency-Key: a retry gets the first answer and stores nothing new; another body is 409."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -13,8 +14,11 @@ BATCH = {"readings": [{"metric": "t", "value": 1.0}, {"metric": "t", "value": 2.
 
 
 def upload(client, device, key, body=BATCH):
-    return client.post("/api/v1/device/readings", json=body,
-                       headers={**bearer(device.token), "Idempotency-Key": key})
+    return client.post(
+        "/api/v1/device/readings",
+        json=body,
+        headers={**bearer(device.token), "Idempotency-Key": key},
+    )
 
 
 def test_repeated_upload_returns_the_first_answer_and_stores_nothing_new(client, db, device):
@@ -79,8 +83,7 @@ def test_bad_key_is_422(client, db, device, key):
     assert count(db, Reading) == 0
 
 
-def test_repeated_command_creation_queues_one_command(client, db, device, operator,
-                                                      headers_for):
+def test_repeated_command_creation_queues_one_command(client, db, device, operator, headers_for):
     headers = {**headers_for(operator), "Idempotency-Key": "cmd-1"}
     path = f"/api/v1/devices/{device.id}/commands"
     first = client.post(path, json={"action": "relay.on"}, headers=headers)
@@ -96,7 +99,8 @@ def test_purge_expired_drops_only_old_records(app, db, device, client):
     upload(client, device, "old")
     upload(client, device, "new")
     db.session.query(IdempotencyRecord).filter_by(key="old").one().created_at = (
-        utcnow() - timedelta(days=2))
+        utcnow() - timedelta(days=2)
+    )
     db.session.commit()
     assert purge_expired(utcnow()) == 1
     assert [r.key for r in db.session.query(IdempotencyRecord)] == ["new"]

@@ -1,4 +1,5 @@
 """The OpenAPI document: valid 3.1, generated from the routes, describing every endpoint."""
+
 from __future__ import annotations
 
 import re
@@ -7,20 +8,29 @@ import pytest
 from openapi_spec_validator import validate
 
 CONTRACT = [
-    ("post", "/api/v1/device/heartbeat"), ("post", "/api/v1/device/readings"),
-    ("get", "/api/v1/device/commands"), ("post", "/api/v1/device/commands/{command_id}/result"),
-    ("get", "/api/v1/devices"), ("post", "/api/v1/devices"),
-    ("get", "/api/v1/devices/{device_id}"), ("patch", "/api/v1/devices/{device_id}"),
-    ("delete", "/api/v1/devices/{device_id}"), ("post", "/api/v1/devices/{device_id}/token"),
+    ("post", "/api/v1/device/heartbeat"),
+    ("post", "/api/v1/device/readings"),
+    ("get", "/api/v1/device/commands"),
+    ("post", "/api/v1/device/commands/{command_id}/result"),
+    ("get", "/api/v1/devices"),
+    ("post", "/api/v1/devices"),
+    ("get", "/api/v1/devices/{device_id}"),
+    ("patch", "/api/v1/devices/{device_id}"),
+    ("delete", "/api/v1/devices/{device_id}"),
+    ("post", "/api/v1/devices/{device_id}/token"),
     ("get", "/api/v1/devices/{device_id}/readings"),
     ("get", "/api/v1/devices/{device_id}/commands"),
     ("post", "/api/v1/devices/{device_id}/commands"),
-    ("get", "/api/v1/schedules"), ("post", "/api/v1/schedules"),
-    ("get", "/api/v1/schedules/{schedule_id}"), ("patch", "/api/v1/schedules/{schedule_id}"),
+    ("get", "/api/v1/schedules"),
+    ("post", "/api/v1/schedules"),
+    ("get", "/api/v1/schedules/{schedule_id}"),
+    ("patch", "/api/v1/schedules/{schedule_id}"),
     ("delete", "/api/v1/schedules/{schedule_id}"),
     ("get", "/api/v1/schedules/{schedule_id}/next"),
-    ("get", "/api/v1/commands"), ("get", "/api/v1/commands/{command_id}"),
-    ("post", "/api/v1/commands/{command_id}/cancel"), ("get", "/api/v1/openapi.json"),
+    ("get", "/api/v1/commands"),
+    ("get", "/api/v1/commands/{command_id}"),
+    ("post", "/api/v1/commands/{command_id}/cancel"),
+    ("get", "/api/v1/openapi.json"),
     ("get", "/healthz"),
 ]
 
@@ -48,8 +58,9 @@ def test_document_lists_exactly_the_routes_the_app_serves(app, doc):
         if rule.rule.startswith("/api/v1/"):
             path = re.sub(r"<int:(\w+)>", r"{\1}", rule.rule)
             served |= {(m.lower(), path) for m in rule.methods - {"HEAD", "OPTIONS"}}
-    documented = {(m, p) for p, ops in doc["paths"].items() for m in ops
-                  if p.startswith("/api/v1/")}
+    documented = {
+        (m, p) for p, ops in doc["paths"].items() for m in ops if p.startswith("/api/v1/")
+    }
     assert documented == served
 
 

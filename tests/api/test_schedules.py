@@ -1,4 +1,5 @@
 """Schedules for people: CRUD through the scheduler's services, roles and reach, next times."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -16,9 +17,15 @@ def as_role(request, headers_for):
 
 
 def body_for(device, **extra):
-    return {"name": "mornings", "device_id": device.id, "action": "relay.on",
-            "payload": {"seconds": 30}, "cron": "0 7 * * 1-5", "timezone": "Europe/Berlin",
-            **extra}
+    return {
+        "name": "mornings",
+        "device_id": device.id,
+        "action": "relay.on",
+        "payload": {"seconds": 30},
+        "cron": "0 7 * * 1-5",
+        "timezone": "Europe/Berlin",
+        **extra,
+    }
 
 
 @pytest.mark.parametrize("role", ["admin", "operator"])
@@ -27,38 +34,45 @@ def test_create_a_cron_schedule(client, device, as_role, role):
     assert response.status_code == 201
     body = response.get_json()
     assert (body["kind"], body["cron"], body["timezone"], body["device_id"]) == (
-        "cron", "0 7 * * 1-5", "Europe/Berlin", device.id)
+        "cron",
+        "0 7 * * 1-5",
+        "Europe/Berlin",
+        device.id,
+    )
     assert body["next_fire_at"].endswith("Z")
     assert body["description"]
 
 
-@pytest.mark.parametrize("timing", [{"interval_seconds": 300},
-                                    {"run_at": "2099-01-01T07:00:00Z"}])
+@pytest.mark.parametrize("timing", [{"interval_seconds": 300}, {"run_at": "2099-01-01T07:00:00Z"}])
 def test_create_interval_and_one_off_schedules(client, device, as_role, timing):
     body = body_for(device, cron=None, **timing)
     response = client.post("/api/v1/schedules", json=body, headers=as_role("operator"))
     assert response.status_code == 201
 
 
-@pytest.mark.parametrize("extra, fields", [
-    ({"interval_seconds": 300}, {"cron", "interval_seconds"}),
-    ({"cron": None}, {"cron", "interval_seconds", "run_at"}),
-    ({"cron": "61 * * * *"}, {"cron"}),
-    ({"timezone": "Mars/Olympus"}, {"timezone"}),
-    ({"colour": "red"}, {"colour"}),
-])
+@pytest.mark.parametrize(
+    "extra, fields",
+    [
+        ({"interval_seconds": 300}, {"cron", "interval_seconds"}),
+        ({"cron": None}, {"cron", "interval_seconds", "run_at"}),
+        ({"cron": "61 * * * *"}, {"cron"}),
+        ({"timezone": "Mars/Olympus"}, {"timezone"}),
+        ({"colour": "red"}, {"colour"}),
+    ],
+)
 def test_bad_schedule_is_422_naming_fields(client, db, device, as_role, extra, fields):
-    response = client.post("/api/v1/schedules", json=body_for(device, **extra),
-                           headers=as_role("operator"))
+    response = client.post(
+        "/api/v1/schedules", json=body_for(device, **extra), headers=as_role("operator")
+    )
     assert response.status_code == 422
     assert set(response.get_json()["error"]["fields"]) == fields
     assert count(db, Schedule) == 0
 
 
-def test_schedule_for_a_device_out_of_reach_is_422_on_device_id(client, other_device,
-                                                                as_role):
-    response = client.post("/api/v1/schedules", json=body_for(other_device),
-                           headers=as_role("operator"))
+def test_schedule_for_a_device_out_of_reach_is_422_on_device_id(client, other_device, as_role):
+    response = client.post(
+        "/api/v1/schedules", json=body_for(other_device), headers=as_role("operator")
+    )
     assert response.status_code == 422
     assert list(response.get_json()["error"]["fields"]) == ["device_id"]
 
@@ -81,26 +95,36 @@ def test_operator_gets_404_for_another_operators_schedule(client, other_device, 
     schedule = factories.ScheduleFactory(device=other_device)
     headers = as_role("operator")
     path = f"/api/v1/schedules/{schedule.id}"
-    assert [client.get(path, headers=headers).status_code,
-            client.patch(path, json={"name": "x"}, headers=headers).status_code,
-            client.delete(path, headers=headers).status_code,
-            client.get(path + "/next", headers=headers).status_code] == [404] * 4
+    assert [
+        client.get(path, headers=headers).status_code,
+        client.patch(path, json={"name": "x"}, headers=headers).status_code,
+        client.delete(path, headers=headers).status_code,
+        client.get(path + "/next", headers=headers).status_code,
+    ] == [404] * 4
 
 
 def test_patch_switches_kind_and_keeps_the_rest(client, device, as_role):
     schedule = factories.ScheduleFactory(device=device, name="pump")
-    response = client.patch(f"/api/v1/schedules/{schedule.id}",
-                            json={"cron": "*/15 * * * *"}, headers=as_role("operator"))
+    response = client.patch(
+        f"/api/v1/schedules/{schedule.id}",
+        json={"cron": "*/15 * * * *"},
+        headers=as_role("operator"),
+    )
     assert response.status_code == 200
     body = response.get_json()
     assert (body["kind"], body["cron"], body["interval_seconds"], body["name"]) == (
-        "cron", "*/15 * * * *", None, "pump")
+        "cron",
+        "*/15 * * * *",
+        None,
+        "pump",
+    )
 
 
 def test_viewer_patch_is_403(client, device, as_role):
     schedule = factories.ScheduleFactory(device=device)
-    response = client.patch(f"/api/v1/schedules/{schedule.id}", json={"name": "x"},
-                            headers=as_role("viewer"))
+    response = client.patch(
+        f"/api/v1/schedules/{schedule.id}", json={"name": "x"}, headers=as_role("viewer")
+    )
     assert response.status_code == 403
 
 
@@ -114,10 +138,14 @@ def test_delete_a_schedule_writes_an_audit_entry(client, db, device, operator, a
 
 
 def test_next_answers_utc_and_local_times(client, device, as_role):
-    created = client.post("/api/v1/schedules", json=body_for(device),
-                          headers=as_role("operator")).get_json()
-    response = client.get(f"/api/v1/schedules/{created['id']}/next",
-                          query_string={"count": 3}, headers=as_role("viewer"))
+    created = client.post(
+        "/api/v1/schedules", json=body_for(device), headers=as_role("operator")
+    ).get_json()
+    response = client.get(
+        f"/api/v1/schedules/{created['id']}/next",
+        query_string={"count": 3},
+        headers=as_role("viewer"),
+    )
     assert response.status_code == 200
     items = response.get_json()["items"]
     assert len(items) == 3
@@ -139,7 +167,10 @@ def test_next_defaults_to_five(client, device, as_role):
 @pytest.mark.parametrize("value", ["0", "51", "five"])
 def test_next_count_outside_1_to_50_is_422(client, device, as_role, value):
     schedule = factories.ScheduleFactory(device=device)
-    response = client.get(f"/api/v1/schedules/{schedule.id}/next",
-                          query_string={"count": value}, headers=as_role("admin"))
+    response = client.get(
+        f"/api/v1/schedules/{schedule.id}/next",
+        query_string={"count": value},
+        headers=as_role("admin"),
+    )
     assert response.status_code == 422
     assert list(response.get_json()["error"]["fields"]) == ["count"]

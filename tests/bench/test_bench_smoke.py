@@ -1,4 +1,5 @@
 """The benchmark still works: `python -m bench` at a tiny scale, SQLite only, no timing asserts."""
+
 from __future__ import annotations
 
 import json
@@ -12,12 +13,39 @@ import pytest
 pytestmark = pytest.mark.bench
 
 ROOT = Path(__file__).resolve().parents[2]
-SCENARIOS = [f"{table}_{page}{suffix}" for table in ("readings", "commands")
-             for page in ("page1", "deep", "device") for suffix in ("", "_small")]
+SCENARIOS = [
+    f"{table}_{page}{suffix}"
+    for table in ("readings", "commands")
+    for page in ("page1", "deep", "device")
+    for suffix in ("", "_small")
+]
 SCENARIOS += ["upload_100", "upload_1", "poll_empty", "device_page"]
-TINY = ["--db", "sqlite", "--devices", "20", "--readings", "2000", "--schedules", "20",
-        "--commands", "200", "--workers", "2", "--connections", "4", "--duration", "1",
-        "--page-duration", "1", "--warmup", "0", "--baseline-seconds", "0.5", "--chart", ""]
+TINY = [
+    "--db",
+    "sqlite",
+    "--devices",
+    "20",
+    "--readings",
+    "2000",
+    "--schedules",
+    "20",
+    "--commands",
+    "200",
+    "--workers",
+    "2",
+    "--connections",
+    "4",
+    "--duration",
+    "1",
+    "--page-duration",
+    "1",
+    "--warmup",
+    "0",
+    "--baseline-seconds",
+    "0.5",
+    "--chart",
+    "",
+]
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +53,13 @@ def results(tmp_path_factory) -> dict:
     if shutil.which("wrk") is None:
         pytest.skip("wrk is not installed (apt-get install -y wrk)")
     out = tmp_path_factory.mktemp("bench")
-    done = subprocess.run([sys.executable, "-m", "bench", *TINY, "--results-dir", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=240)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", *TINY, "--results-dir", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return json.loads((out / "latest.json").read_text())
 

@@ -1,4 +1,5 @@
 """``flask scheduler tick`` and ``flask scheduler run``, in-process and as real processes."""
+
 from __future__ import annotations
 
 import os
@@ -21,11 +22,26 @@ FLASK = str(Path(sys.executable).with_name("flask"))
 
 
 def add_due_schedules(db, device, count: int, due_at) -> None:
-    rows = [{"name": f"race-{i}", "device_id": device.id, "action": "relay.on", "payload": {},
-             "kind": "interval", "interval_seconds": 3600, "timezone": "UTC", "enabled": True,
-             "misfire_grace_seconds": 300, "command_ttl_seconds": 3600, "next_fire_at": due_at,
-             "created_at": due_at - timedelta(hours=1), "updated_at": due_at,
-             "fire_count": 0, "skipped_count": 0} for i in range(count)]
+    rows = [
+        {
+            "name": f"race-{i}",
+            "device_id": device.id,
+            "action": "relay.on",
+            "payload": {},
+            "kind": "interval",
+            "interval_seconds": 3600,
+            "timezone": "UTC",
+            "enabled": True,
+            "misfire_grace_seconds": 300,
+            "command_ttl_seconds": 3600,
+            "next_fire_at": due_at,
+            "created_at": due_at - timedelta(hours=1),
+            "updated_at": due_at,
+            "fire_count": 0,
+            "skipped_count": 0,
+        }
+        for i in range(count)
+    ]
     db.session.execute(insert(Schedule.__table__), rows)
     db.session.commit()
 
@@ -36,11 +52,19 @@ def count_commands(db) -> int:
 
 
 def flask(app, *args: str) -> subprocess.Popen:
-    env = dict(os.environ, PORTAL_DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
-               PORTAL_SECRET_KEY="test-secret-key")
+    env = dict(
+        os.environ,
+        PORTAL_DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
+        PORTAL_SECRET_KEY="test-secret-key",
+    )
     env.pop("FLASK_APP", None)
-    return subprocess.Popen([FLASK, "--app", "portal", "scheduler", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [FLASK, "--app", "portal", "scheduler", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> tuple[int, str]:
@@ -66,6 +90,7 @@ def wait_for(predicate, timeout: float = 30.0) -> bool:
 
 # ---- in-process -----------------------------------------------------------------------------
 
+
 def test_tick_prints_how_many_commands_it_created(runner, db, device):
     for _ in range(3):
         factories.ScheduleFactory(device=device, next_fire_at=utcnow() - timedelta(seconds=5))
@@ -85,12 +110,17 @@ def test_tick_records_the_pass(runner, db):
 
 
 def test_schedule_fired_by_tick_reaches_the_device(runner, client, db, device):
-    factories.ScheduleFactory(device=device, action="relay.on", payload={"seconds": 5},
-                              next_fire_at=utcnow() - timedelta(seconds=1))
+    factories.ScheduleFactory(
+        device=device,
+        action="relay.on",
+        payload={"seconds": 5},
+        next_fire_at=utcnow() - timedelta(seconds=1),
+    )
     runner.invoke(args=["scheduler", "tick"])
     response = client.get("/api/v1/device/commands", headers=bearer(device.token))
     assert [(c["action"], c["payload"]) for c in response.get_json()["commands"]] == [
-        ("relay.on", {"seconds": 5})]
+        ("relay.on", {"seconds": 5})
+    ]
 
 
 def test_demo_schedules_are_added_once_by_name(db, admin):
@@ -99,8 +129,10 @@ def test_demo_schedules_are_added_once_by_name(db, admin):
     now = utcnow()
     added = [add_demo_schedules(now), add_demo_schedules(now)]
     names = db.session.execute(select(Schedule.name).order_by(Schedule.name)).scalars().all()
-    assert (added, names) == ([4, 0], ["Fan pulse", "Firmware check", "Morning lights",
-                                       "Pump weekdays"])
+    assert (added, names) == (
+        [4, 0],
+        ["Fan pulse", "Firmware check", "Morning lights", "Pump weekdays"],
+    )
 
 
 def test_run_rejects_a_zero_interval(runner):
@@ -109,6 +141,7 @@ def test_run_rejects_a_zero_interval(runner):
 
 
 # ---- real processes -------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_run_fires_due_schedules_and_stops_cleanly_on_signal(app, db, device, sig):

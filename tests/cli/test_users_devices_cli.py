@@ -1,4 +1,5 @@
 """`flask users ...`, `flask devices create` and `flask demo`: output, exit codes, stored rows."""
+
 import json
 
 import pytest
@@ -10,8 +11,9 @@ from portal.services.users import authenticate
 
 
 def test_users_create_with_password(runner, db):
-    result = runner.invoke(args=["users", "create", "sam", "--role", "operator",
-                                 "--password", "s3cret-pass"])
+    result = runner.invoke(
+        args=["users", "create", "sam", "--role", "operator", "--password", "s3cret-pass"]
+    )
     assert result.exit_code == 0, result.output
     user = db.session.execute(select(User).where(User.username == "sam")).scalar_one()
     assert user.role is Role.operator
@@ -19,27 +21,34 @@ def test_users_create_with_password(runner, db):
 
 
 def test_users_create_prompts_for_the_password(runner, db):
-    result = runner.invoke(args=["users", "create", "pat", "--role", "viewer"],
-                           input="long-password\nlong-password\n")
+    result = runner.invoke(
+        args=["users", "create", "pat", "--role", "viewer"], input="long-password\nlong-password\n"
+    )
     assert result.exit_code == 0, result.output
     assert authenticate("pat", "long-password") is not None
 
 
 def test_users_create_refuses_an_existing_name(runner, db, operator):
-    result = runner.invoke(args=["users", "create", "oscar", "--role", "admin",
-                                 "--password", "whatever-pass"])
+    result = runner.invoke(
+        args=["users", "create", "oscar", "--role", "admin", "--password", "whatever-pass"]
+    )
     assert result.exit_code == 1
     assert "already exists" in result.output
     assert "Traceback" not in result.output
     assert db.session.get(User, operator.id).role is Role.operator
 
 
-@pytest.mark.parametrize("args,message", [
-    (["users", "create", "x", "--role", "king", "--password", "long-enough"], "king"),
-    (["users", "create", "bad name!", "--role", "viewer", "--password", "long-enough"],
-     "username"),
-    (["users", "create", "shorty", "--role", "viewer", "--password", "short"], "password"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["users", "create", "x", "--role", "king", "--password", "long-enough"], "king"),
+        (
+            ["users", "create", "bad name!", "--role", "viewer", "--password", "long-enough"],
+            "username",
+        ),
+        (["users", "create", "shorty", "--role", "viewer", "--password", "short"], "password"),
+    ],
+)
 def test_users_create_bad_input_is_one_clear_line(runner, db, args, message):
     result = runner.invoke(args=args)
     assert result.exit_code != 0
@@ -62,8 +71,9 @@ def test_users_token_for_unknown_user_fails_cleanly(runner, db):
 
 
 def test_devices_create_prints_one_json_object(runner, db, operator):
-    result = runner.invoke(args=["devices", "create", "boiler", "--owner", "oscar",
-                                 "--kind", "esp32"])
+    result = runner.invoke(
+        args=["devices", "create", "boiler", "--owner", "oscar", "--kind", "esp32"]
+    )
     assert result.exit_code == 0, result.output
     body = json.loads(result.stdout)
     assert set(body) == {"id", "name", "token"} and body["name"] == "boiler"
@@ -72,10 +82,13 @@ def test_devices_create_prints_one_json_object(runner, db, operator):
     assert device.token_hash == hash_token(body["token"])
 
 
-@pytest.mark.parametrize("args,message", [
-    (["devices", "create", "x", "--owner", "ghost"], "ghost"),
-    (["devices", "create", "x", "--owner", "oscar", "--kind", "Not A Kind!"], "kind"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["devices", "create", "x", "--owner", "ghost"], "ghost"),
+        (["devices", "create", "x", "--owner", "oscar", "--kind", "Not A Kind!"], "kind"),
+    ],
+)
 def test_devices_create_bad_input_fails_cleanly(runner, db, operator, args, message):
     result = runner.invoke(args=args)
     assert result.exit_code == 1 and message in result.output

@@ -3,6 +3,7 @@
 Playwright never downloads a browser here: it drives /usr/bin/chromium. Without Chromium these
 tests skip with a reason, except under CI (PORTAL_TEST_REQUIRE_BROWSER), where they fail.
 """
+
 from __future__ import annotations
 
 import os
@@ -19,8 +20,14 @@ from portal.models import Role
 from portal.services.users import create_user
 
 CHROMIUM = os.environ.get("PORTAL_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 PASSWORD = "e2e-password-123"
 
 
@@ -30,8 +37,9 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.e2e)
             # The dev server's threads may leave a static file open when the browser drops a
             # connection mid-transfer (a closed page); harmless, and not ours.
-            item.add_marker(pytest.mark.filterwarnings(
-                "ignore::pytest.PytestUnraisableExceptionWarning"))
+            item.add_marker(
+                pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+            )
 
 
 def _free_port() -> int:
@@ -43,13 +51,22 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def live_app(tmp_path_factory):
     instance = tmp_path_factory.mktemp("live-instance")
-    app = create_app({"INSTANCE_PATH": str(instance), "SECRET_KEY": "e2e-secret",
-                      "DATABASE_URL": f"sqlite:///{instance}/portal.sqlite3",
-                      "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000"})
+    app = create_app(
+        {
+            "INSTANCE_PATH": str(instance),
+            "SECRET_KEY": "e2e-secret",
+            "DATABASE_URL": f"sqlite:///{instance}/portal.sqlite3",
+            "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",
+        }
+    )
     with app.app_context():
         db.create_all()
-        for name, role in (("alice", Role.admin), ("oscar", Role.operator),
-                           ("olga", Role.operator), ("vera", Role.viewer)):
+        for name, role in (
+            ("alice", Role.admin),
+            ("oscar", Role.operator),
+            ("olga", Role.operator),
+            ("vera", Role.viewer),
+        ):
             create_user(None, name, PASSWORD, role)
         db.session.commit()
     return app
@@ -71,8 +88,9 @@ def browser():
     if not shutil.which(CHROMIUM) and not os.path.exists(CHROMIUM):
         if os.environ.get("PORTAL_TEST_REQUIRE_BROWSER"):
             pytest.fail(f"Chromium not found at {CHROMIUM}")
-        pytest.skip(f"browser tests need Debian's Chromium at {CHROMIUM} "
-                    "(apt-get install -y chromium)")
+        pytest.skip(
+            f"browser tests need Debian's Chromium at {CHROMIUM} (apt-get install -y chromium)"
+        )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

@@ -1,5 +1,6 @@
 """The first journey in a real browser: log in, create a device, see its token once, edit,
 delete, log out; and an operator never sees another operator's device."""
+
 import re
 from pathlib import Path
 
@@ -63,9 +64,11 @@ def test_operator_does_not_see_another_operators_device(browser, live_server):
 
 def test_device_list_screenshot_for_the_readme(page, live_server):
     log_in(page, live_server, "alice")
-    for name, kind, place in (("greenhouse-pi", "raspberry_pi", "Greenhouse"),
-                              ("shed-esp32", "esp32", "Garden shed"),
-                              ("weather-arduino", "arduino", "Roof")):
+    for name, kind, place in (
+        ("greenhouse-pi", "raspberry_pi", "Greenhouse"),
+        ("shed-esp32", "esp32", "Garden shed"),
+        ("weather-arduino", "arduino", "Roof"),
+    ):
         page.goto(f"{live_server}/admin/devices/new/")
         page.get_by_label("Name").fill(name)
         page.get_by_label("Kind").fill(kind)

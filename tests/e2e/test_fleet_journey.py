@@ -1,9 +1,9 @@
 """The daily journey: dashboard → device → chart → send a command → a real device agent picks
 it up → the result shows on the page; bulk-disable schedules; screenshots for the README."""
+
 import os
 import subprocess
 import sys
-from datetime import timedelta
 from pathlib import Path
 
 from playwright.sync_api import expect
@@ -24,21 +24,50 @@ AGENT = Path(sys.executable).with_name("portal-agent")
 def _fleet(live_app):
     with live_app.app_context():
         oscar = find_user("oscar")
-        device, token = create_device(None, "pump-house", owner=oscar, kind="esp32",
-                                      location="Pond", description="Pond pump controller.")
+        device, token = create_device(
+            None,
+            "pump-house",
+            owner=oscar,
+            kind="esp32",
+            location="Pond",
+            description="Pond pump controller.",
+        )
         _seed_readings(device, utcnow())
         for name, cron in (("Morning pump", "0 7 * * *"), ("Evening pump", "30 19 * * *")):
-            create_schedule(None, name=name, device=device, action="relay.on", cron=cron,
-                            timezone="Europe/Berlin", payload={"seconds": 600})
+            create_schedule(
+                None,
+                name=name,
+                device=device,
+                action="relay.on",
+                cron=cron,
+                timezone="Europe/Berlin",
+                payload={"seconds": 600},
+            )
         db.session.commit()
         return device.id, token
 
 
 def _run_agent(base_url, token, state_dir):
     result = subprocess.run(
-        [str(AGENT), "--url", base_url, "--token", token, "--once", "--handler", "relay",
-         "--state-dir", str(state_dir), "--firmware", "1.4.2"],
-        capture_output=True, text=True, timeout=60, env={**os.environ})
+        [
+            str(AGENT),
+            "--url",
+            base_url,
+            "--token",
+            token,
+            "--once",
+            "--handler",
+            "relay",
+            "--state-dir",
+            str(state_dir),
+            "--firmware",
+            "1.4.2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ},
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -87,8 +116,7 @@ def test_bulk_disable_schedules(page, live_app, live_server):
     page.get_by_role("button", name="Disable").click()
     expect(page.get_by_text("schedule(s) disabled")).to_be_visible()
     with live_app.app_context():
-        enabled = db.session.scalars(
-            db.select(Schedule).where(Schedule.enabled.is_(True))).all()
+        enabled = db.session.scalars(db.select(Schedule).where(Schedule.enabled.is_(True))).all()
         assert enabled == []
 
 
@@ -99,11 +127,23 @@ def test_pages_raise_no_csp_violations(page, live_app, live_server):
         db.session.commit()
         device_id = device.id
     errors = []
-    page.on("console", lambda msg: errors.append(page.url + " " + msg.text + str(msg.location))
-            if msg.type == "error" else None)
+    page.on(
+        "console",
+        lambda msg: (
+            errors.append(page.url + " " + msg.text + str(msg.location))
+            if msg.type == "error"
+            else None
+        ),
+    )
     log_in(page, live_server, "alice")
-    for path in ("/admin/", "/admin/devices/", "/admin/schedules/", "/admin/commands/",
-                 "/admin/readings/", f"/admin/devices/details/?id={device_id}&range=7d"):
+    for path in (
+        "/admin/",
+        "/admin/devices/",
+        "/admin/schedules/",
+        "/admin/commands/",
+        "/admin/readings/",
+        f"/admin/devices/details/?id={device_id}&range=7d",
+    ):
         page.goto(live_server + path)
         page.wait_for_load_state("load")
     assert [e for e in errors if "Content Security Policy" in e] == [], errors[:3]
@@ -118,8 +158,13 @@ def test_operator_sees_no_other_operators_device_anywhere(browser, live_app, liv
         hidden_id = device.id
     page = browser.new_context().new_page()
     log_in(page, live_server, "oscar")
-    for path in ("/admin/", "/admin/devices/", "/admin/devices/?search=olga",
-                 "/admin/commands/new/", "/admin/schedules/new/"):
+    for path in (
+        "/admin/",
+        "/admin/devices/",
+        "/admin/devices/?search=olga",
+        "/admin/commands/new/",
+        "/admin/schedules/new/",
+    ):
         page.goto(live_server + path)
         expect(page.get_by_text("olga-hidden-sensor")).to_have_count(0)
     response = page.goto(f"{live_server}/admin/devices/details/?id={hidden_id}")

@@ -1,4 +1,5 @@
 """Settings: defaults < instance/portal.cfg < PORTAL_* environment < overrides."""
+
 import os
 import stat
 
@@ -63,8 +64,9 @@ def test_secret_key_from_environment_is_used(instance, monkeypatch):
     assert not (instance / "secret_key").exists()
 
 
-@pytest.mark.parametrize("name,value", [("MAX_CONTENT_LENGTH", "lots"),
-                                        ("DEVICE_ONLINE_SECONDS", "-5")])
+@pytest.mark.parametrize(
+    "name,value", [("MAX_CONTENT_LENGTH", "lots"), ("DEVICE_ONLINE_SECONDS", "-5")]
+)
 def test_bad_setting_fails_loudly_naming_the_variable(instance, monkeypatch, name, value):
     monkeypatch.setenv(f"PORTAL_{name}", value)
     with pytest.raises(ConfigError, match=f"PORTAL_{name}"):

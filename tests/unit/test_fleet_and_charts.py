@@ -1,5 +1,6 @@
 """Dashboard figures and chart aggregation, scoped to the user, computed in the database."""
-from datetime import datetime, timedelta, timezone
+
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import text
@@ -9,7 +10,7 @@ from portal.services import fleet
 from portal.services.charts import reading_series
 from tests import factories
 
-NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -30,28 +31,31 @@ def test_device_counts_are_scoped_for_operators(db, operator, mixed_fleet):
     assert counts == {"total": 3, "online": 1, "stale": 1, "never": 1}
 
 
-@pytest.mark.parametrize("seen_ago,expected", [(299, "online"), (300, "online"),
-                                               (301, "stale")])
+@pytest.mark.parametrize("seen_ago,expected", [(299, "online"), (300, "online"), (301, "stale")])
 def test_online_window_edges(db, device, seen_ago, expected):
     device.last_seen_at = NOW - timedelta(seconds=seen_ago)
     assert fleet.device_status(device, NOW, 300) == expected
 
 
 def test_command_counts_cover_the_last_24_hours_only(db, admin, device):
-    factories.CommandFactory(device=device, status=CommandStatus.failed,
-                             created_at=NOW - timedelta(hours=23))
-    factories.CommandFactory(device=device, status=CommandStatus.failed,
-                             created_at=NOW - timedelta(hours=25))
+    factories.CommandFactory(
+        device=device, status=CommandStatus.failed, created_at=NOW - timedelta(hours=23)
+    )
+    factories.CommandFactory(
+        device=device, status=CommandStatus.failed, created_at=NOW - timedelta(hours=25)
+    )
     factories.CommandFactory(device=device, status=CommandStatus.queued, created_at=NOW)
     counts = fleet.command_counts(admin, NOW)
     assert counts["failed"] == 1 and counts["queued"] == 1 and counts["succeeded"] == 0
 
 
 def test_commands_needing_attention_hide_other_operators(db, operator, device, other_device):
-    mine = factories.CommandFactory(device=device, status=CommandStatus.expired,
-                                    created_at=NOW - timedelta(hours=1))
-    factories.CommandFactory(device=other_device, status=CommandStatus.failed,
-                             created_at=NOW - timedelta(hours=1))
+    mine = factories.CommandFactory(
+        device=device, status=CommandStatus.expired, created_at=NOW - timedelta(hours=1)
+    )
+    factories.CommandFactory(
+        device=other_device, status=CommandStatus.failed, created_at=NOW - timedelta(hours=1)
+    )
     assert [c.id for c in fleet.commands_needing_attention(operator, NOW)] == [mine.id]
 
 
@@ -66,8 +70,11 @@ def test_schedules_due_soon(db, operator, device, other_device):
 
 def test_scheduler_is_quiet_without_a_recent_pass(db):
     assert fleet.scheduler_health(NOW)["quiet"] is True
-    db.session.add(SchedulerPass(started_at=NOW - timedelta(seconds=11),
-                                 finished_at=NOW - timedelta(seconds=10)))
+    db.session.add(
+        SchedulerPass(
+            started_at=NOW - timedelta(seconds=11), finished_at=NOW - timedelta(seconds=10)
+        )
+    )
     db.session.commit()
     health = fleet.scheduler_health(NOW)
     assert health["quiet"] is False and health["last"].finished_at == NOW - timedelta(seconds=10)
@@ -76,12 +83,17 @@ def test_scheduler_is_quiet_without_a_recent_pass(db):
 def test_reading_series_buckets_in_the_database(db, device):
     # Two readings in the same 12-minute bucket of the 24 h range, one in another.
     bucket = 24 * 3600 // 120
-    start = datetime.fromtimestamp((int(NOW.timestamp()) // bucket - 3) * bucket, timezone.utc)
+    start = datetime.fromtimestamp((int(NOW.timestamp()) // bucket - 3) * bucket, UTC)
     for offset, value in ((0, 10.0), (60, 20.0), (bucket, 5.0)):
-        factories.ReadingFactory(device=device, metric="temperature", value=value,
-                                 recorded_at=start + timedelta(seconds=offset))
-    factories.ReadingFactory(device=device, metric="temperature", value=99.0,
-                             recorded_at=NOW - timedelta(days=2))
+        factories.ReadingFactory(
+            device=device,
+            metric="temperature",
+            value=value,
+            recorded_at=start + timedelta(seconds=offset),
+        )
+    factories.ReadingFactory(
+        device=device, metric="temperature", value=99.0, recorded_at=NOW - timedelta(days=2)
+    )
     series = reading_series(device.id, "24h", NOW)["metrics"]["temperature"]
     assert series["t"] == [int(start.timestamp()), int(start.timestamp()) + bucket]
     assert series["avg"] == [15.0, 5.0]
@@ -89,10 +101,12 @@ def test_reading_series_buckets_in_the_database(db, device):
 
 
 def test_reading_series_keeps_metrics_apart_and_ignores_other_devices(db, device, other_device):
-    factories.ReadingFactory(device=device, metric="humidity", value=50,
-                             recorded_at=NOW - timedelta(minutes=5))
-    factories.ReadingFactory(device=other_device, metric="humidity", value=80,
-                             recorded_at=NOW - timedelta(minutes=5))
+    factories.ReadingFactory(
+        device=device, metric="humidity", value=50, recorded_at=NOW - timedelta(minutes=5)
+    )
+    factories.ReadingFactory(
+        device=other_device, metric="humidity", value=80, recorded_at=NOW - timedelta(minutes=5)
+    )
     chart = reading_series(device.id, "1h", NOW)
     assert list(chart["metrics"]) == ["humidity"]
     assert chart["metrics"]["humidity"]["avg"] == [50.0]

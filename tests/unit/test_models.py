@@ -1,5 +1,6 @@
 """Tables and their constraints, on SQLite and PostgreSQL."""
-from datetime import datetime, timedelta, timezone
+
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import select, text
@@ -31,12 +32,14 @@ def test_usernames_are_unique(db):
 
 def test_a_schedule_due_time_makes_at_most_one_command(db, device):
     schedule = factories.ScheduleFactory(device=device)
-    due = datetime(2026, 11, 22, 7, 0, tzinfo=timezone.utc)
-    factories.CommandFactory(device=device, schedule=schedule, due_at=due,
-                             source=CommandSource.schedule)
+    due = datetime(2026, 11, 22, 7, 0, tzinfo=UTC)
+    factories.CommandFactory(
+        device=device, schedule=schedule, due_at=due, source=CommandSource.schedule
+    )
     with pytest.raises(IntegrityError):
-        factories.CommandFactory(device=device, schedule=schedule, due_at=due,
-                                 source=CommandSource.schedule)
+        factories.CommandFactory(
+            device=device, schedule=schedule, due_at=due, source=CommandSource.schedule
+        )
 
 
 def test_deleting_a_device_removes_what_hangs_off_it(db, device):
@@ -68,6 +71,7 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(db):
 
 
 def test_secrets_are_stored_only_as_hashes(db, device):
-    row = db.session.execute(text("SELECT token_hash FROM devices WHERE id = :id"),
-                             {"id": device.id}).scalar_one()
+    row = db.session.execute(
+        text("SELECT token_hash FROM devices WHERE id = :id"), {"id": device.id}
+    ).scalar_one()
     assert device.token not in row and len(row) == 64

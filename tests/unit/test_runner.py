@@ -1,10 +1,11 @@
 """Scheduler passes with frozen instants: firing, misfires, expiry, the claim and its guards."""
+
 from __future__ import annotations
 
 import threading
 import time
 from collections import namedtuple
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, insert, select
@@ -14,15 +15,20 @@ from portal.scheduling import runner
 from portal.services import schedules as service
 from tests import factories
 
-UTC = timezone.utc
+UTC = UTC
 S = timedelta(seconds=1)
 T0 = datetime(2026, 5, 4, 6, 0, tzinfo=UTC)
 DUE = T0 + timedelta(hours=1)  # 07:00 UTC
 
 
 def schedule(db, device, **fields):
-    values = {"name": "Lights", "device": device, "action": "relay.on", "cron": "0 7 * * *",
-              "now": T0}
+    values = {
+        "name": "Lights",
+        "device": device,
+        "action": "relay.on",
+        "cron": "0 7 * * *",
+        "now": T0,
+    }
     values.update(fields)
     created = service.create_schedule(None, **values)
     db.session.commit()
@@ -40,8 +46,12 @@ def reload(db, obj):
 
 # ---- firing ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("now, created", [(DUE - S, 0), (DUE, 1), (DUE + S, 1)],
-                         ids=["one-second-before", "at", "one-second-after"])
+
+@pytest.mark.parametrize(
+    "now, created",
+    [(DUE - S, 0), (DUE, 1), (DUE + S, 1)],
+    ids=["one-second-before", "at", "one-second-after"],
+)
 def test_pass_fires_a_schedule_once_it_is_due(db, device, now, created):
     schedule(db, device)
     assert runner.tick(now) == created
@@ -51,10 +61,25 @@ def test_due_schedule_becomes_one_command_for_its_due_time(db, device):
     s = schedule(db, device, payload={"seconds": 3}, command_ttl_seconds=600)
     runner.tick(DUE + 2 * S)
     [command] = commands(db)
-    assert (command.source, command.schedule_id, command.device_id, command.action,
-            command.payload, command.status, command.due_at, command.expires_at) == (
-        CommandSource.schedule, s.id, device.id, "relay.on", {"seconds": 3},
-        CommandStatus.queued, DUE, DUE + timedelta(seconds=600))
+    assert (
+        command.source,
+        command.schedule_id,
+        command.device_id,
+        command.action,
+        command.payload,
+        command.status,
+        command.due_at,
+        command.expires_at,
+    ) == (
+        CommandSource.schedule,
+        s.id,
+        device.id,
+        "relay.on",
+        {"seconds": 3},
+        CommandStatus.queued,
+        DUE,
+        DUE + timedelta(seconds=600),
+    )
 
 
 def test_command_of_a_fractional_due_time_expires_exactly_ttl_later(db, device):
@@ -96,35 +121,52 @@ def test_one_off_fires_once_and_finishes(db, device):
 
 
 def test_spring_gap_fires_once_at_the_first_instant_after_the_jump(db, device):
-    schedule(db, device, cron="30 2 * * *", timezone="Europe/Berlin",
-             now=datetime(2026, 3, 28, 12, tzinfo=UTC))
+    schedule(
+        db,
+        device,
+        cron="30 2 * * *",
+        timezone="Europe/Berlin",
+        now=datetime(2026, 3, 28, 12, tzinfo=UTC),
+    )
     jump = datetime(2026, 3, 29, 1, 0, tzinfo=UTC)  # 03:00 CEST
     fired = [runner.tick(jump - S), runner.tick(jump)]
     assert (fired, [c.due_at for c in commands(db)]) == ([0, 1], [jump])
 
 
 def test_autumn_repeat_fires_only_the_first_time(db, device):
-    s = schedule(db, device, cron="30 2 * * *", timezone="Europe/Berlin",
-                 now=datetime(2026, 10, 24, 12, tzinfo=UTC))
+    s = schedule(
+        db,
+        device,
+        cron="30 2 * * *",
+        timezone="Europe/Berlin",
+        now=datetime(2026, 10, 24, 12, tzinfo=UTC),
+    )
     first = datetime(2026, 10, 25, 0, 30, tzinfo=UTC)  # 02:30 CEST
     second = datetime(2026, 10, 25, 1, 30, tzinfo=UTC)  # 02:30 CET, the repeat
     fired = [runner.tick(first), runner.tick(second)]
-    assert (fired, reload(db, s).next_fire_at) == ([1, 0], datetime(2026, 10, 26, 1, 30,
-                                                                    tzinfo=UTC))
+    assert (fired, reload(db, s).next_fire_at) == (
+        [1, 0],
+        datetime(2026, 10, 26, 1, 30, tzinfo=UTC),
+    )
 
 
 # ---- misfires -------------------------------------------------------------------------------
+
 
 def test_missed_due_times_fire_only_the_latest_within_grace(db, device):
     s = schedule(db, device, cron=None, interval_seconds=60, start_at=DUE)
     runner.tick(DUE + timedelta(minutes=3, seconds=30))
     s = reload(db, s)
     assert ([c.due_at for c in commands(db)], s.skipped_count, s.next_fire_at) == (
-        [DUE + timedelta(minutes=3)], 3, DUE + timedelta(minutes=4))
+        [DUE + timedelta(minutes=3)],
+        3,
+        DUE + timedelta(minutes=4),
+    )
 
 
-@pytest.mark.parametrize("late, created", [(300, 1), (301, 0)],
-                         ids=["at-the-grace-edge", "one-second-past-grace"])
+@pytest.mark.parametrize(
+    "late, created", [(300, 1), (301, 0)], ids=["at-the-grace-edge", "one-second-past-grace"]
+)
 def test_late_due_time_fires_only_within_grace(db, device, late, created):
     schedule(db, device, misfire_grace_seconds=300)
     assert runner.tick(DUE + late * S) == created
@@ -148,15 +190,21 @@ def test_re_enabled_schedule_does_not_catch_up(db, device):
 
 # ---- expiry and the pass record -------------------------------------------------------------
 
-@pytest.mark.parametrize("status, expires_in, after", [
-    (CommandStatus.queued, -1, CommandStatus.expired),
-    (CommandStatus.delivered, 0, CommandStatus.expired),
-    (CommandStatus.queued, 1, CommandStatus.queued),
-    (CommandStatus.succeeded, -60, CommandStatus.succeeded),
-], ids=["queued-past", "delivered-at-expiry", "queued-not-yet", "finished-untouched"])
+
+@pytest.mark.parametrize(
+    "status, expires_in, after",
+    [
+        (CommandStatus.queued, -1, CommandStatus.expired),
+        (CommandStatus.delivered, 0, CommandStatus.expired),
+        (CommandStatus.queued, 1, CommandStatus.queued),
+        (CommandStatus.succeeded, -60, CommandStatus.succeeded),
+    ],
+    ids=["queued-past", "delivered-at-expiry", "queued-not-yet", "finished-untouched"],
+)
 def test_pass_expires_stale_open_commands(db, device, status, expires_in, after):
-    command = factories.CommandFactory(device=device, status=status,
-                                       expires_at=DUE + expires_in * S)
+    command = factories.CommandFactory(
+        device=device, status=status, expires_at=DUE + expires_in * S
+    )
     runner.tick(DUE)
     assert reload(db, command).status is after
 
@@ -167,20 +215,32 @@ def test_pass_is_recorded(db, device):
     runner.tick(DUE + 4 * S)
     row = db.session.execute(select(SchedulerPass)).scalar_one()
     assert (row.started_at, row.fired, row.skipped, row.expired, row.lag_seconds) == (
-        DUE + 4 * S, 1, 0, 1, 4.0)
+        DUE + 4 * S,
+        1,
+        0,
+        1,
+        4.0,
+    )
 
 
 # ---- the claim and its guards ---------------------------------------------------------------
+
 
 def test_unique_due_time_guard_keeps_one_command_and_moves_on(db, device):
     taken = schedule(db, device, name="already fired")
     other = schedule(db, device, name="other")
     factories.CommandFactory(device=device, schedule_id=taken.id, due_at=DUE)
     fired = runner.tick(DUE)
-    counts = db.session.execute(select(Command.schedule_id, func.count()).group_by(
-        Command.schedule_id).order_by(Command.schedule_id)).all()
+    counts = db.session.execute(
+        select(Command.schedule_id, func.count())
+        .group_by(Command.schedule_id)
+        .order_by(Command.schedule_id)
+    ).all()
     assert (fired, counts, reload(db, taken).next_fire_at) == (
-        1, [(taken.id, 1), (other.id, 1)], DUE + timedelta(days=1))
+        1,
+        [(taken.id, 1), (other.id, 1)],
+        DUE + timedelta(days=1),
+    )
 
 
 def test_schedule_claimed_by_another_process_is_not_fired(db, device, monkeypatch):
@@ -204,8 +264,9 @@ def test_schedule_claimed_by_another_process_is_not_fired(db, device, monkeypatc
 
 
 def test_broken_schedule_is_logged_and_the_others_fire(db, device, caplog):
-    broken = factories.ScheduleFactory(device=device, kind="cron", cron="not a cron",
-                                       interval_seconds=None, next_fire_at=DUE)
+    broken = factories.ScheduleFactory(
+        device=device, kind="cron", cron="not a cron", interval_seconds=None, next_fire_at=DUE
+    )
     fine = schedule(db, device)
     fired = runner.tick(DUE)
     assert (fired, [c.schedule_id for c in commands(db)]) == (1, [fine.id])
@@ -213,12 +274,27 @@ def test_broken_schedule_is_logged_and_the_others_fire(db, device, caplog):
 
 
 def test_ten_thousand_due_schedules_fire_in_well_under_a_second(db, device):
-    rows = [{"name": f"s{i}", "device_id": device.id, "action": "relay.on", "payload": {},
-             "kind": "interval" if i % 2 else "cron", "cron": None if i % 2 else "*/5 * * * *",
-             "interval_seconds": 300 if i % 2 else None, "timezone": "UTC", "enabled": True,
-             "misfire_grace_seconds": 300, "command_ttl_seconds": 3600, "next_fire_at": DUE,
-             "created_at": T0, "updated_at": T0, "fire_count": 0, "skipped_count": 0}
-            for i in range(10_000)]
+    rows = [
+        {
+            "name": f"s{i}",
+            "device_id": device.id,
+            "action": "relay.on",
+            "payload": {},
+            "kind": "interval" if i % 2 else "cron",
+            "cron": None if i % 2 else "*/5 * * * *",
+            "interval_seconds": 300 if i % 2 else None,
+            "timezone": "UTC",
+            "enabled": True,
+            "misfire_grace_seconds": 300,
+            "command_ttl_seconds": 3600,
+            "next_fire_at": DUE,
+            "created_at": T0,
+            "updated_at": T0,
+            "fire_count": 0,
+            "skipped_count": 0,
+        }
+        for i in range(10_000)
+    ]
     db.session.execute(insert(Schedule.__table__), rows)
     db.session.commit()
     started = time.perf_counter()
@@ -232,9 +308,17 @@ def test_ten_thousand_due_schedules_fire_in_well_under_a_second(db, device):
 
 # ---- run() ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("next_due, expected", [
-    (None, 10.0), (DUE + 3 * S, 3.0), (DUE + timedelta(hours=1), 10.0), (DUE - S, 1.0),
-], ids=["nothing-due", "due-soon", "due-later", "already-due"])
+
+@pytest.mark.parametrize(
+    "next_due, expected",
+    [
+        (None, 10.0),
+        (DUE + 3 * S, 3.0),
+        (DUE + timedelta(hours=1), 10.0),
+        (DUE - S, 1.0),
+    ],
+    ids=["nothing-due", "due-soon", "due-later", "already-due"],
+)
 def test_run_sleeps_until_the_next_due_time_bounded_by_interval(next_due, expected):
     assert runner.seconds_to_sleep(DUE, next_due, 10.0) == expected
 

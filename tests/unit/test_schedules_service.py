@@ -1,7 +1,8 @@
 """The schedules service: validation, reach, next due times, audit, local times."""
+
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -11,43 +12,63 @@ from portal.services import schedules as service
 from portal.services.errors import Forbidden, InvalidInput, NotFound
 from tests import factories
 
-UTC = timezone.utc
+UTC = UTC
 NOW = datetime(2026, 5, 4, 6, 0, tzinfo=UTC)  # a Monday, 08:00 in Berlin
 
 
 def make(actor, device, **fields):
-    values = {"name": "Lights", "device": device, "action": "relay.on", "cron": "0 7 * * *",
-              "now": NOW}
+    values = {
+        "name": "Lights",
+        "device": device,
+        "action": "relay.on",
+        "cron": "0 7 * * *",
+        "now": NOW,
+    }
     values.update(fields)
     return service.create_schedule(actor, **values)
 
 
 def audit_actions(db, schedule_id):
-    return db.session.execute(
-        select(AuditEvent.action).where(AuditEvent.object_type == "schedule",
-                                        AuditEvent.object_id == str(schedule_id))
-        .order_by(AuditEvent.id)).scalars().all()
+    return (
+        db.session.execute(
+            select(AuditEvent.action)
+            .where(AuditEvent.object_type == "schedule", AuditEvent.object_id == str(schedule_id))
+            .order_by(AuditEvent.id)
+        )
+        .scalars()
+        .all()
+    )
 
 
 # ---- create ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("fields, next_fire_at", [
-    ({"cron": "0 7 * * *"}, NOW + timedelta(hours=1)),
-    ({"cron": "0 7 * * *", "timezone": "Europe/Berlin"}, NOW + timedelta(days=1, hours=-1)),
-    ({"cron": None, "interval_seconds": 90}, NOW + timedelta(seconds=90)),
-    ({"cron": None, "run_at": NOW + timedelta(days=2)}, NOW + timedelta(days=2)),
-    ({"cron": "0 7 * * *", "start_at": NOW + timedelta(days=3)},
-     NOW + timedelta(days=3, hours=1)),
-], ids=["cron-utc", "cron-berlin", "interval", "one-off", "cron-with-start"])
+
+@pytest.mark.parametrize(
+    "fields, next_fire_at",
+    [
+        ({"cron": "0 7 * * *"}, NOW + timedelta(hours=1)),
+        ({"cron": "0 7 * * *", "timezone": "Europe/Berlin"}, NOW + timedelta(days=1, hours=-1)),
+        ({"cron": None, "interval_seconds": 90}, NOW + timedelta(seconds=90)),
+        ({"cron": None, "run_at": NOW + timedelta(days=2)}, NOW + timedelta(days=2)),
+        (
+            {"cron": "0 7 * * *", "start_at": NOW + timedelta(days=3)},
+            NOW + timedelta(days=3, hours=1),
+        ),
+    ],
+    ids=["cron-utc", "cron-berlin", "interval", "one-off", "cron-with-start"],
+)
 def test_create_stores_the_first_due_time(operator, device, fields, next_fire_at):
     assert make(operator, device, **fields).next_fire_at == next_fire_at
 
 
-@pytest.mark.parametrize("fields, kind", [
-    ({"cron": "0 7 * * *"}, ScheduleKind.cron),
-    ({"cron": None, "interval_seconds": 60}, ScheduleKind.interval),
-    ({"cron": None, "run_at": NOW + timedelta(hours=1)}, ScheduleKind.once),
-])
+@pytest.mark.parametrize(
+    "fields, kind",
+    [
+        ({"cron": "0 7 * * *"}, ScheduleKind.cron),
+        ({"cron": None, "interval_seconds": 60}, ScheduleKind.interval),
+        ({"cron": None, "run_at": NOW + timedelta(hours=1)}, ScheduleKind.once),
+    ],
+)
 def test_create_sets_the_kind(operator, device, fields, kind):
     assert make(operator, device, **fields).kind is kind
 
@@ -69,22 +90,38 @@ def test_create_by_shell_needs_no_actor(device):
     assert make(None, device.id).device_id == device.id
 
 
-@pytest.mark.parametrize("field, value", [
-    ("name", ""), ("name", "x" * 101), ("action", "bad action!"), ("payload", [1, 2]),
-    ("cron", "61 * * * *"), ("cron", "0 0 30 2 *"), ("timezone", "Mars/Olympus"),
-    ("start_at", datetime(2026, 5, 5, 7)), ("end_at", "soon"),
-    ("misfire_grace_seconds", -1), ("misfire_grace_seconds", "300"),
-    ("command_ttl_seconds", 0), ("command_ttl_seconds", 10**9),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("name", ""),
+        ("name", "x" * 101),
+        ("action", "bad action!"),
+        ("payload", [1, 2]),
+        ("cron", "61 * * * *"),
+        ("cron", "0 0 30 2 *"),
+        ("timezone", "Mars/Olympus"),
+        ("start_at", datetime(2026, 5, 5, 7)),
+        ("end_at", "soon"),
+        ("misfire_grace_seconds", -1),
+        ("misfire_grace_seconds", "300"),
+        ("command_ttl_seconds", 0),
+        ("command_ttl_seconds", 10**9),
+    ],
+)
 def test_create_names_the_bad_field(operator, device, field, value):
     with pytest.raises(InvalidInput) as caught:
         make(operator, device, **{field: value})
     assert field in caught.value.fields
 
 
-@pytest.mark.parametrize("field, value", [
-    ("interval_seconds", 0), ("interval_seconds", True), ("run_at", datetime(2026, 5, 5, 7)),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("interval_seconds", 0),
+        ("interval_seconds", True),
+        ("run_at", datetime(2026, 5, 5, 7)),
+    ],
+)
 def test_create_names_the_bad_kind_field(operator, device, field, value):
     with pytest.raises(InvalidInput) as caught:
         make(operator, device, cron=None, **{field: value})
@@ -97,10 +134,14 @@ def test_create_reports_every_bad_field_at_once(operator, device):
     assert set(caught.value.fields) == {"name", "action", "cron"}
 
 
-@pytest.mark.parametrize("kinds, named", [
-    ({"cron": None}, {"cron", "interval_seconds", "run_at"}),
-    ({"interval_seconds": 60}, {"cron", "interval_seconds"}),
-], ids=["none", "two"])
+@pytest.mark.parametrize(
+    "kinds, named",
+    [
+        ({"cron": None}, {"cron", "interval_seconds", "run_at"}),
+        ({"interval_seconds": 60}, {"cron", "interval_seconds"}),
+    ],
+    ids=["none", "two"],
+)
 def test_create_needs_exactly_one_kind(operator, device, kinds, named):
     with pytest.raises(InvalidInput) as caught:
         make(operator, device, **kinds)
@@ -108,11 +149,15 @@ def test_create_needs_exactly_one_kind(operator, device, kinds, named):
     assert "exactly one of cron, interval_seconds, run_at" in caught.value.fields["cron"]
 
 
-@pytest.mark.parametrize("fields, field", [
-    ({"end_at": NOW + timedelta(minutes=30)}, "end_at"),
-    ({"cron": None, "run_at": NOW - timedelta(seconds=1)}, "run_at"),
-    ({"end_at": NOW - timedelta(days=1)}, "end_at"),
-], ids=["window-closes-before-first-due", "one-off-in-the-past", "end-in-the-past"])
+@pytest.mark.parametrize(
+    "fields, field",
+    [
+        ({"end_at": NOW + timedelta(minutes=30)}, "end_at"),
+        ({"cron": None, "run_at": NOW - timedelta(seconds=1)}, "run_at"),
+        ({"end_at": NOW - timedelta(days=1)}, "end_at"),
+    ],
+    ids=["window-closes-before-first-due", "one-off-in-the-past", "end-in-the-past"],
+)
 def test_create_refuses_a_window_that_never_fires(operator, device, fields, field):
     with pytest.raises(InvalidInput) as caught:
         make(operator, device, **fields)
@@ -143,6 +188,7 @@ def test_create_with_device_object_out_of_reach_is_not_found(operator, other_dev
 
 # ---- update ---------------------------------------------------------------------------------
 
+
 def test_update_of_cron_recomputes_the_next_due_time(operator, device):
     schedule = make(operator, device)
     service.update_schedule(operator, schedule, cron="30 5 * * *", now=NOW)
@@ -153,16 +199,23 @@ def test_update_with_another_kind_switches_and_clears_the_others(operator, devic
     schedule = make(operator, device)
     service.update_schedule(operator, schedule, interval_seconds=120, now=NOW)
     assert (schedule.kind, schedule.cron, schedule.interval_seconds) == (
-        ScheduleKind.interval, None, 120)
+        ScheduleKind.interval,
+        None,
+        120,
+    )
 
 
 def test_update_like_the_admin_form_switches_to_one_off(operator, device):
     schedule = make(operator, device)
     run_at = NOW + timedelta(hours=5)
-    service.update_schedule(operator, schedule, cron=None, interval_seconds=None,
-                            run_at=run_at, now=NOW)
+    service.update_schedule(
+        operator, schedule, cron=None, interval_seconds=None, run_at=run_at, now=NOW
+    )
     assert (schedule.kind, schedule.cron, schedule.next_fire_at) == (
-        ScheduleKind.once, None, run_at)
+        ScheduleKind.once,
+        None,
+        run_at,
+    )
 
 
 def test_update_clearing_the_only_kind_is_refused(operator, device):
@@ -220,8 +273,7 @@ def test_update_cannot_move_to_another_operators_device(operator, device, other_
     assert "device_id" in caught.value.fields
 
 
-@pytest.mark.parametrize("persona, error", [("other_operator", NotFound),
-                                            ("viewer", Forbidden)])
+@pytest.mark.parametrize("persona, error", [("other_operator", NotFound), ("viewer", Forbidden)])
 def test_update_out_of_reach_or_read_only(request, operator, device, persona, error):
     schedule = make(operator, device)
     with pytest.raises(error):
@@ -229,6 +281,7 @@ def test_update_out_of_reach_or_read_only(request, operator, device, persona, er
 
 
 # ---- delete, enable, run now ----------------------------------------------------------------
+
 
 def test_delete_removes_the_schedule_and_keeps_its_commands(db, operator, device):
     schedule = make(operator, device)
@@ -271,15 +324,21 @@ def test_enable_when_already_enabled_changes_nothing(db, operator, device):
     schedule = make(operator, device)
     service.set_schedule_enabled(operator, schedule, True, now=NOW + timedelta(days=3))
     assert (schedule.next_fire_at, audit_actions(db, schedule.id)) == (
-        NOW + timedelta(hours=1), ["create"])
+        NOW + timedelta(hours=1),
+        ["create"],
+    )
 
 
 def test_run_now_queues_a_schedule_command_without_a_due_time(operator, device):
     schedule = make(operator, device, payload={"seconds": 5}, command_ttl_seconds=120)
     command = service.run_schedule_now(operator, schedule, now=NOW)
-    assert (command.source, command.schedule_id, command.due_at, command.payload,
-            command.expires_at) == (CommandSource.schedule, schedule.id, None, {"seconds": 5},
-                                    NOW + timedelta(seconds=120))
+    assert (
+        command.source,
+        command.schedule_id,
+        command.due_at,
+        command.payload,
+        command.expires_at,
+    ) == (CommandSource.schedule, schedule.id, None, {"seconds": 5}, NOW + timedelta(seconds=120))
 
 
 def test_run_now_leaves_the_next_due_time(operator, device):
@@ -302,15 +361,20 @@ def test_run_now_by_viewer_is_forbidden(operator, viewer, device):
 
 # ---- look-ups -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("persona, for_change, error", [
-    ("other_operator", False, NotFound),
-    ("viewer", True, Forbidden),
-])
+
+@pytest.mark.parametrize(
+    "persona, for_change, error",
+    [
+        ("other_operator", False, NotFound),
+        ("viewer", True, Forbidden),
+    ],
+)
 def test_get_schedule_for_refuses(request, operator, device, persona, for_change, error):
     schedule = make(operator, device)
     with pytest.raises(error):
-        service.get_schedule_for(request.getfixturevalue(persona), schedule.id,
-                                 for_change=for_change)
+        service.get_schedule_for(
+            request.getfixturevalue(persona), schedule.id, for_change=for_change
+        )
 
 
 @pytest.mark.parametrize("persona", ["operator", "viewer", "admin"])
@@ -327,9 +391,11 @@ def test_get_schedule_for_missing_is_not_found(admin):
 def test_next_fire_times_are_aware_utc_and_local_rules(operator, device):
     schedule = make(operator, device, cron="30 2 * * *", timezone="Europe/Berlin")
     times = service.next_fire_times(schedule, 3, now=datetime(2026, 3, 27, 12, tzinfo=UTC))
-    assert times == [datetime(2026, 3, 28, 1, 30, tzinfo=UTC),
-                     datetime(2026, 3, 29, 1, 0, tzinfo=UTC),
-                     datetime(2026, 3, 30, 0, 30, tzinfo=UTC)]
+    assert times == [
+        datetime(2026, 3, 28, 1, 30, tzinfo=UTC),
+        datetime(2026, 3, 29, 1, 0, tzinfo=UTC),
+        datetime(2026, 3, 30, 0, 30, tzinfo=UTC),
+    ]
 
 
 def test_next_fire_times_of_a_disabled_schedule_are_none(operator, device):
@@ -344,31 +410,48 @@ def test_next_fire_times_count_is_checked(operator, device, count):
     assert "count" in caught.value.fields
 
 
-@pytest.mark.parametrize("fields, words", [
-    ({"cron": "0 7 * * 1-5", "timezone": "Europe/Berlin"},
-     "At 07:00, Monday through Friday (Europe/Berlin)"),
-    ({"cron": None, "interval_seconds": 300}, "every 5 minutes"),
-    ({"cron": None, "run_at": datetime(2026, 6, 1, 5, 0, tzinfo=UTC),
-      "timezone": "Europe/Berlin"}, "once at 2026-06-01 07:00 (Europe/Berlin)"),
-])
+@pytest.mark.parametrize(
+    "fields, words",
+    [
+        (
+            {"cron": "0 7 * * 1-5", "timezone": "Europe/Berlin"},
+            "At 07:00, Monday through Friday (Europe/Berlin)",
+        ),
+        ({"cron": None, "interval_seconds": 300}, "every 5 minutes"),
+        (
+            {
+                "cron": None,
+                "run_at": datetime(2026, 6, 1, 5, 0, tzinfo=UTC),
+                "timezone": "Europe/Berlin",
+            },
+            "once at 2026-06-01 07:00 (Europe/Berlin)",
+        ),
+    ],
+)
 def test_describe_in_words(operator, device, fields, words):
     assert service.describe(make(operator, device, **fields)) == words
 
 
 # ---- local times ----------------------------------------------------------------------------
 
+
 def test_to_local_gives_naive_wall_clock_time():
-    assert service.to_local(datetime(2026, 7, 1, 5, 0, tzinfo=UTC), "Europe/Berlin") == \
-        datetime(2026, 7, 1, 7, 0)
+    assert service.to_local(datetime(2026, 7, 1, 5, 0, tzinfo=UTC), "Europe/Berlin") == datetime(
+        2026, 7, 1, 7, 0
+    )
 
 
-@pytest.mark.parametrize("naive, expected", [
-    (datetime(2026, 7, 1, 7, 0), datetime(2026, 7, 1, 5, 0, tzinfo=UTC)),
-    # Skipped by the spring jump: read with the offset from before it (fold=0).
-    (datetime(2026, 3, 29, 2, 30), datetime(2026, 3, 29, 1, 30, tzinfo=UTC)),
-    # Repeated in autumn: the first occurrence (fold=0).
-    (datetime(2026, 10, 25, 2, 30), datetime(2026, 10, 25, 0, 30, tzinfo=UTC)),
-], ids=["summer", "nonexistent", "ambiguous"])
+@pytest.mark.parametrize(
+    "naive, expected",
+    [
+        (datetime(2026, 7, 1, 7, 0), datetime(2026, 7, 1, 5, 0, tzinfo=UTC)),
+        # Skipped by the spring jump: read with the offset from before it (fold=0).
+        (datetime(2026, 3, 29, 2, 30), datetime(2026, 3, 29, 1, 30, tzinfo=UTC)),
+        # Repeated in autumn: the first occurrence (fold=0).
+        (datetime(2026, 10, 25, 2, 30), datetime(2026, 10, 25, 0, 30, tzinfo=UTC)),
+    ],
+    ids=["summer", "nonexistent", "ambiguous"],
+)
 def test_from_local_reads_wall_clock_time_in_the_zone(naive, expected):
     assert service.from_local(naive, "Europe/Berlin", "run_at") == expected
 

@@ -1,4 +1,5 @@
 """SQLite writers queue on a file lock instead of sleeping in SQLite's busy handler."""
+
 import fcntl
 import os
 import sqlite3
@@ -11,8 +12,9 @@ from portal.sqlite_writer import WriterLockConnection, lock_path
 
 
 def connect(path, timeout=5.0):
-    conn = sqlite3.connect(path, timeout=timeout, factory=WriterLockConnection,
-                           check_same_thread=False)
+    conn = sqlite3.connect(
+        path, timeout=timeout, factory=WriterLockConnection, check_same_thread=False
+    )
     conn.execute("PRAGMA journal_mode=WAL")
     return conn
 

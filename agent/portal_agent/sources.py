@@ -2,27 +2,31 @@
 
 A source is called once per interval. Readings without ``ts`` are stamped when buffered.
 """
+
 from __future__ import annotations
 
 import random
 from typing import Any
 
-from portal.agent.plugins import load
+from portal_agent.plugins import load
 
 
 class SimulatedSensor:
     """Temperature (°C) and relative humidity (%) drifting in a bounded random walk."""
 
-    def __init__(self, seed: int | None = None, temperature: float = 21.0,
-                 humidity: float = 50.0) -> None:
+    def __init__(
+        self, seed: int | None = None, temperature: float = 21.0, humidity: float = 50.0
+    ) -> None:
         self._rng = random.Random(seed)
         self.temperature, self.humidity = temperature, humidity
 
     def __call__(self) -> list[dict[str, Any]]:
         self.temperature = _step(self._rng, self.temperature, 0.3, -10.0, 45.0)
         self.humidity = _step(self._rng, self.humidity, 1.0, 5.0, 95.0)
-        return [{"metric": "temperature", "value": round(self.temperature, 2)},
-                {"metric": "humidity", "value": round(self.humidity, 1)}]
+        return [
+            {"metric": "temperature", "value": round(self.temperature, 2)},
+            {"metric": "humidity", "value": round(self.humidity, 1)},
+        ]
 
 
 def _step(rng: random.Random, value: float, stride: float, low: float, high: float) -> float:

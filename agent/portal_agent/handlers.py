@@ -3,12 +3,13 @@
 A handler reports failure by raising: ``CommandFailed("message")`` (or any other exception)
 becomes ``{"status": "failed", "result": {"error": "message"}}``.
 """
+
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from portal.agent.plugins import load
+from portal_agent.plugins import load
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +33,16 @@ class RelayHandler:
         self.on = False
 
     def __call__(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
-        verbs = {"relay.on": lambda: True, "relay.off": lambda: False,
-                 "relay.toggle": lambda: not self.on, "relay.status": lambda: self.on}
+        verbs = {
+            "relay.on": lambda: True,
+            "relay.off": lambda: False,
+            "relay.toggle": lambda: not self.on,
+            "relay.status": lambda: self.on,
+        }
         if action not in verbs:
-            raise CommandFailed(f"unknown action {action!r}; this relay knows "
-                                f"{', '.join(sorted(verbs))}")
+            raise CommandFailed(
+                f"unknown action {action!r}; this relay knows {', '.join(sorted(verbs))}"
+            )
         self.on = verbs[action]()
         log.info("relay is %s", "on" if self.on else "off")
         return {"relay": "on" if self.on else "off"}

@@ -5,6 +5,7 @@ readings into a batch with a fresh key; until the server accepts it (``ack``) th
 back with the same key and the same readings, so a re-sent batch is never stored twice.
 When the buffer is full the oldest readings not yet sealed into a batch are dropped.
 """
+
 from __future__ import annotations
 
 import logging
@@ -87,8 +88,9 @@ class ReadingQueue:
                 log.warning("skipping reading %r: %s", reading, exc)
         with self._conn:
             self._conn.execute("BEGIN IMMEDIATE")
-            self._conn.executemany("INSERT INTO readings (metric, value, ts) VALUES (?, ?, ?)",
-                                   rows)
+            self._conn.executemany(
+                "INSERT INTO readings (metric, value, ts) VALUES (?, ?, ?)", rows
+            )
             self._trim()
         return len(rows)
 
@@ -98,7 +100,9 @@ class ReadingQueue:
             return
         dropped = self._conn.execute(
             "DELETE FROM readings WHERE seq IN (SELECT seq FROM readings WHERE batch_key IS NULL"
-            " ORDER BY seq LIMIT ?)", (excess,)).rowcount
+            " ORDER BY seq LIMIT ?)",
+            (excess,),
+        ).rowcount
         self.dropped += dropped
         log.warning("buffer full (%d readings): dropped the %d oldest", self.max_readings, dropped)
 
@@ -106,18 +110,22 @@ class ReadingQueue:
         """The batch to send: the unacknowledged one if any, else a new one with a new key."""
         with self._conn:
             self._conn.execute("BEGIN IMMEDIATE")
-            row = self._conn.execute("SELECT batch_key FROM readings WHERE batch_key IS NOT NULL"
-                                     " ORDER BY seq LIMIT 1").fetchone()
+            row = self._conn.execute(
+                "SELECT batch_key FROM readings WHERE batch_key IS NOT NULL ORDER BY seq LIMIT 1"
+            ).fetchone()
             key = row[0] if row else None
             if key is None:
                 key = uuid.uuid4().hex
                 sealed = self._conn.execute(
                     "UPDATE readings SET batch_key = ? WHERE seq IN (SELECT seq FROM readings"
-                    " WHERE batch_key IS NULL ORDER BY seq LIMIT ?)", (key, self.batch_size))
+                    " WHERE batch_key IS NULL ORDER BY seq LIMIT ?)",
+                    (key, self.batch_size),
+                )
                 if sealed.rowcount == 0:
                     return None
-            rows = self._conn.execute("SELECT metric, value, ts FROM readings WHERE batch_key = ?"
-                                      " ORDER BY seq", (key,)).fetchall()
+            rows = self._conn.execute(
+                "SELECT metric, value, ts FROM readings WHERE batch_key = ? ORDER BY seq", (key,)
+            ).fetchall()
         return Batch(key, [{"metric": m, "value": v, "ts": ts} for m, v, ts in rows])
 
     def ack(self, batch: Batch) -> None:

@@ -3,6 +3,7 @@
 One sync: heartbeat (when due), upload buffered batches, poll commands and run each once,
 then re-send results the server has not acknowledged yet.
 """
+
 from __future__ import annotations
 
 import json
@@ -11,21 +12,31 @@ import threading
 import time
 from typing import Any, Callable
 
-from portal.agent.backoff import Backoff
-from portal.agent.client import PortalClient, Rejected, Unavailable
-from portal.agent.handlers import CommandFailed
-from portal.agent.ledger import CommandLedger, Outcome
-from portal.agent.queue import ReadingQueue
+from portal_agent.backoff import Backoff
+from portal_agent.client import PortalClient, Rejected, Unavailable
+from portal_agent.handlers import CommandFailed
+from portal_agent.ledger import CommandLedger, Outcome
+from portal_agent.queue import ReadingQueue
 
 log = logging.getLogger(__name__)
 
 
 class Agent:
-    def __init__(self, client: PortalClient, queue: ReadingQueue, ledger: CommandLedger,
-                 source: Callable[[], Any], handler: Callable[[str, dict], Any], *,
-                 interval: float = 10.0, heartbeat_seconds: float = 60.0,
-                 firmware: str | None = None, backoff: Backoff | None = None,
-                 poll_limit: int = 10, max_batches: int = 20) -> None:
+    def __init__(
+        self,
+        client: PortalClient,
+        queue: ReadingQueue,
+        ledger: CommandLedger,
+        source: Callable[[], Any],
+        handler: Callable[[str, dict], Any],
+        *,
+        interval: float = 10.0,
+        heartbeat_seconds: float = 60.0,
+        firmware: str | None = None,
+        backoff: Backoff | None = None,
+        poll_limit: int = 10,
+        max_batches: int = 20,
+    ) -> None:
         self.client, self.queue, self.ledger = client, queue, ledger
         self.source, self.handler = source, handler
         self.interval, self.heartbeat_seconds, self.firmware = interval, heartbeat_seconds, firmware
@@ -59,8 +70,12 @@ class Agent:
             delay = self.backoff.next_delay()
             if exc.retry_after is not None:
                 delay = max(delay, min(exc.retry_after, 3600.0))
-            log.warning("portal unavailable (%s); %d readings buffered; retrying in %.1fs",
-                        exc, len(self.queue), delay)
+            log.warning(
+                "portal unavailable (%s); %d readings buffered; retrying in %.1fs",
+                exc,
+                len(self.queue),
+                delay,
+            )
             return delay
         except Exception:  # the loop's boundary: a surprise answer must not end the agent
             delay = self.backoff.next_delay()
@@ -99,8 +114,12 @@ class Agent:
                 accepted = self.client.upload(batch.readings, batch.key)
                 log.debug("uploaded %d readings (key %s)", accepted, batch.key)
             except Rejected as exc:
-                log.error("portal refused a batch of %d readings for good, dropping it: %s %s",
-                          len(batch.readings), exc, exc.body)
+                log.error(
+                    "portal refused a batch of %d readings for good, dropping it: %s %s",
+                    len(batch.readings),
+                    exc,
+                    exc.body,
+                )
             self.queue.ack(batch)
 
     def handle(self, command: dict[str, Any]) -> Outcome:

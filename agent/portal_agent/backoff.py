@@ -1,4 +1,5 @@
 """Exponential back-off with jitter, capped: how long to wait before trying the server again."""
+
 from __future__ import annotations
 
 import random
@@ -11,8 +12,13 @@ class Backoff:
     same server at the same moment does not come back in lock-step, yet no retry is immediate.
     """
 
-    def __init__(self, base: float = 1.0, cap: float = 60.0, factor: float = 2.0,
-                 rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        base: float = 1.0,
+        cap: float = 60.0,
+        factor: float = 2.0,
+        rng: random.Random | None = None,
+    ) -> None:
         if base <= 0 or cap < base or factor < 1:
             raise ValueError("need 0 < base <= cap and factor >= 1")
         self.base, self.cap, self.factor = base, cap, factor

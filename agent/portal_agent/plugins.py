@@ -1,4 +1,5 @@
 """Finding sources and handlers: a built-in name, or a ``module:callable`` import string."""
+
 from __future__ import annotations
 
 import importlib
@@ -18,8 +19,9 @@ def load(spec: str, registry: Mapping[str, Callable[[], Any]], kind: str) -> Any
     if spec in registry:
         return registry[spec]()
     if ":" not in spec:
-        raise PluginError(f"unknown {kind} {spec!r}: use one of {', '.join(sorted(registry))} "
-                          "or module:callable")
+        raise PluginError(
+            f"unknown {kind} {spec!r}: use one of {', '.join(sorted(registry))} or module:callable"
+        )
     module_name, _, attr = spec.partition(":")
     try:
         target: Any = importlib.import_module(module_name)
