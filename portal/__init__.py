@@ -8,18 +8,21 @@ from typing import Any
 
 from flask import Flask, redirect, request, url_for
 from sqlalchemy import event
+from werkzeug.middleware.proxy_fix import ProxyFix
 
-from portal import models
+from portal import models  # noqa: F401  (registers the tables on db.metadata)
 from portal.admin import init_admin
 from portal.api import init_api
+from portal.api.errors import drop_read_only_connections, pool_no_read_only_connection
 from portal.auth import bp as auth_bp
 from portal.cli import register as register_cli
-from portal.config import load_config
-from portal.extensions import babel, csrf, db, limiter, login_manager, migrate
+from portal.config import instance_path, load_config
+from portal.extensions import csrf, db, limiter, login_manager, migrate
 from portal.headers import init_headers
 from portal.health import bp as health_bp
+from portal.i18n import init_i18n
 from portal.services import audit
-from portal.sessions import CookieSessionInterface
+from portal.sessions import CookieSessionInterface, load_user
 
 SQLITE_MMAP_BYTES = 256 * 1024 * 1024
 # Settings that give every request a limit, checked by the limiter before each request.
@@ -29,8 +32,7 @@ MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: settings, the database, extensions, blueprints, the admin, hooks, CLI."""
-    instance_path = (config or {}).get("INSTANCE_PATH")
-    app = Flask(__name__, instance_relative_config=True, instance_path=instance_path)
+    app = Flask(__name__, instance_relative_config=True, instance_path=instance_path(config))
     os.makedirs(app.instance_path, exist_ok=True)
     load_config(app, config)
     app.session_interface = CookieSessionInterface()
@@ -40,6 +42,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     init_admin(app)
     register_hooks(app)
     register_cli(app)
+    if app.config["PROXY_COUNT"]:
+        n = app.config["PROXY_COUNT"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
     return app
 
 
@@ -47,6 +52,8 @@ def init_database(app: Flask) -> None:
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS, render_as_batch=True)
     with app.app_context():
+        event.listen(db.engine, "handle_error", drop_read_only_connections)
+        event.listen(db.engine, "checkin", pool_no_read_only_connection)
         if db.engine.dialect.name == "sqlite":
             event.listen(db.engine, "connect", _sqlite_pragmas(app))
 
@@ -69,7 +76,7 @@ def _sqlite_pragmas(app: Flask):
 
 
 def init_extensions(app: Flask) -> None:
-    babel.init_app(app)
+    init_i18n(app)
     csrf.init_app(app)
     limiter.init_app(app)
     if not any(app.config.get(name) for name in APP_WIDE_LIMITS):
@@ -83,12 +90,7 @@ def init_extensions(app: Flask) -> None:
     login_manager.login_message = None
     login_manager.session_protection = "basic"
 
-    @login_manager.user_loader
-    def load_user(user_id: str):
-        if not user_id.isdigit():
-            return None
-        user = db.session.get(models.User, int(user_id))
-        return user if user is not None and user.active else None
+    login_manager.user_loader(load_user)
 
 
 def register_blueprints(app: Flask) -> None:

@@ -12,7 +12,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from babel import Locale, UnknownLocaleError
 from flask import Flask
+from limits import parse_many
 
 DEFAULTS: dict[str, Any] = {
     "DATABASE_URL": None,  # None: SQLite in the instance folder
@@ -28,6 +30,8 @@ DEFAULTS: dict[str, Any] = {
     "PASSWORD_HASH_METHOD": "scrypt",
     # Failed logins: per user name and per address.
     "LOGIN_LIMIT": "10 per 15 minutes",
+    # Requests with an unknown, expired or revoked bearer token, per address.
+    "BAD_TOKEN_LIMIT": "30 per minute",
     "RATELIMIT_STORAGE_URI": "memory://",
     "RATELIMIT_HEADERS_ENABLED": True,
     "RATELIMIT_ENABLED": True,
@@ -37,8 +41,22 @@ DEFAULTS: dict[str, Any] = {
     "COMMAND_MAX_ATTEMPTS": 5,
     "COMMAND_DEFAULT_EXPIRES_IN": 3600,
     "TOKEN_TOUCH_SECONDS": 60,
+    # Server-side login sessions end after this long idle, and this long in all.
+    "SESSION_IDLE_MINUTES": 720,
+    "SESSION_MAX_HOURS": 168,
+    # Whom two-factor login is required of: none, admin or all.
+    "REQUIRE_2FA": "none",
     "SCHEDULER_INTERVAL_SECONDS": 10,
     "SQLITE_BUSY_TIMEOUT_MS": 10000,
+    # Behind a reverse proxy: how many proxies in front set X-Forwarded-For/-Proto/-Host
+    # (Werkzeug's ProxyFix); 0 trusts none, so a client cannot fake its address.
+    "PROXY_COUNT": 0,
+    # A rate-limit store (Redis) that is down lets requests through, logged, rather than
+    # refusing every login.
+    "RATELIMIT_SWALLOW_ERRORS": True,
+    # Languages the pages are offered in; the first is the fallback for browsers that ask for
+    # none of them. Each needs a catalogue in portal/translations (English is the source).
+    "LANGUAGES": ["en", "de", "fr"],
 }
 
 INT_SETTINGS = (
@@ -48,13 +66,28 @@ INT_SETTINGS = (
     "COMMAND_MAX_ATTEMPTS",
     "COMMAND_DEFAULT_EXPIRES_IN",
     "TOKEN_TOUCH_SECONDS",
+    "SESSION_IDLE_MINUTES",
+    "SESSION_MAX_HOURS",
     "SCHEDULER_INTERVAL_SECONDS",
     "SQLITE_BUSY_TIMEOUT_MS",
 )
 
+TRANSLATIONS = Path(__file__).parent / "translations"
+SOURCE_LANGUAGE = "en"  # the language the portal is written in: it needs no catalogue
+
+
+RATE_LIMIT_SETTINGS = ("LOGIN_LIMIT", "BAD_TOKEN_LIMIT")
+
 
 class ConfigError(RuntimeError):
     """A setting has a value the portal cannot use; the message names the variable."""
+
+
+def instance_path(overrides: Mapping[str, Any] | None = None) -> str | None:
+    """The instance folder (settings file, SQLite database, generated secret key): the
+    ``INSTANCE_PATH`` override, else ``PORTAL_INSTANCE_PATH``, else Flask's default (``instance/``
+    beside a source checkout, ``<venv>/var/portal-instance`` for an installed package)."""
+    return (overrides or {}).get("INSTANCE_PATH") or os.environ.get("PORTAL_INSTANCE_PATH") or None
 
 
 def load_config(app: Flask, overrides: Mapping[str, Any] | None = None) -> None:
@@ -96,9 +129,18 @@ def _secret_key(app: Flask) -> None:
         return
     path = Path(app.instance_path, "secret_key")
     if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        # Written whole under another name, then linked into place: processes starting at
+        # once (workers, the scheduler) all end up reading the one key that won, never half.
+        staged = path.with_name(f".secret_key.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_hex(32))
+        try:
+            os.link(staged, path)
+        except FileExistsError:
+            pass
+        finally:
+            staged.unlink()
     app.config["SECRET_KEY"] = path.read_text().strip()
 
 
@@ -113,3 +155,40 @@ def _validate(app: Flask) -> None:
             raise ConfigError(f"PORTAL_{name} must be positive, got {value!r}")
     if app.config["SESSION_COOKIE_SAMESITE"] not in ("Lax", "Strict", "None"):
         raise ConfigError("PORTAL_SESSION_COOKIE_SAMESITE must be Lax, Strict or None")
+    app.config["LANGUAGES"] = _languages(app.config["LANGUAGES"])
+    proxies = app.config["PROXY_COUNT"]
+    if isinstance(proxies, bool) or not isinstance(proxies, int) or not 0 <= proxies <= 10:
+        raise ConfigError(
+            f"PORTAL_PROXY_COUNT must be a whole number from 0 to 10, got {proxies!r}"
+        )
+    if app.config["REQUIRE_2FA"] not in ("none", "admin", "all"):
+        raise ConfigError(
+            f"PORTAL_REQUIRE_2FA must be none, admin or all, got {app.config['REQUIRE_2FA']!r}"
+        )
+    for name in RATE_LIMIT_SETTINGS:
+        value = app.config[name]
+        try:
+            parse_many(value)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"PORTAL_{name} must be a rate limit such as '10 per 15 minutes', got {value!r}"
+            ) from None
+
+
+def _languages(value: Any) -> list[str]:
+    """A list of language codes, each with a catalogue (``PORTAL_LANGUAGES=en,de`` works too)."""
+    codes = value.split(",") if isinstance(value, str) else value
+    if not isinstance(codes, list | tuple) or not all(isinstance(c, str) for c in codes):
+        raise ConfigError(f"PORTAL_LANGUAGES must be a list of language codes, got {value!r}")
+    codes = [code.strip() for code in codes if code.strip()]
+    if not codes:
+        raise ConfigError("PORTAL_LANGUAGES must name at least one language")
+    for code in codes:
+        try:
+            Locale.parse(code)
+        except (UnknownLocaleError, ValueError):
+            raise ConfigError(f"PORTAL_LANGUAGES: {code!r} is not a language code") from None
+        catalogue = TRANSLATIONS / code / "LC_MESSAGES" / "messages.mo"
+        if code != SOURCE_LANGUAGE and not catalogue.is_file():
+            raise ConfigError(f"PORTAL_LANGUAGES: no translation for {code!r} in {TRANSLATIONS}")
+    return codes

@@ -13,8 +13,13 @@ Readers never touch the lock (WAL lets them read while one writes). A process th
 of the lock with its file descriptors. A writer waits for the lock no longer than the connection's
 busy timeout, then gets SQLite's own "database is locked" error, as without the lock. Writers
 that do not use this class (the ``sqlite3`` shell, a migration's DDL) still meet SQLite's busy
-handler, as before. Where the lock file cannot be opened (another user made it), a connection
-writes without it.
+handler, as before. Where the lock file cannot be opened (another user made it, or its folder
+is read-only), a connection writes without it.
+
+A connection that SQLite had to open read-only (the file or its folder refused writes then)
+stays read-only for life, even after the file takes writes again. It says so in ``read_only``,
+and the pool replaces it rather than keep it (``api/errors.py``), along with the lock it may
+have failed to open.
 """
 
 from __future__ import annotations
@@ -70,7 +75,10 @@ class WriterLockConnection(sqlite3.Connection):
     def __init__(self, database: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(database, *args, **kwargs)
         self._timeout = float(kwargs.get("timeout", args[0] if args else 5.0))
-        self._lock_fd = _open_lock(os.fsdecode(database))
+        name = os.fsdecode(database)
+        # Asked after SQLite opened the file, so a new database exists by now.
+        self.read_only = lock_path(name) is not None and not os.access(name, os.W_OK)
+        self._lock_fd = _open_lock(name)
         self._writing = False
         # A connection dropped without close() still gives its descriptor back.
         self._closer = weakref.finalize(self, _close_fd, self._lock_fd)

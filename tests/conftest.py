@@ -11,6 +11,7 @@ import re
 import uuid
 
 import pytest
+from flask import g
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -81,7 +82,18 @@ def make_app(instance_path, database_url, **overrides):
         "INSTANCE_PATH": str(instance_path),
         **overrides,
     }
-    return create_app(config)
+    app = create_app(config)
+    app.before_request_funcs.setdefault(None, []).insert(0, _forget_request_globals)
+    return app
+
+
+def _forget_request_globals() -> None:
+    # The ``app`` fixture holds one app context for the whole test, and a request reuses the
+    # context it finds, so ``g`` would outlive a request: Flask-WTF would hand the CSRF token it
+    # cached there for one browser (client) to the next, and Flask-Login the user it loaded.
+    # In production each request has its own ``g``.
+    for name in list(g):
+        g.pop(name)
 
 
 @pytest.fixture

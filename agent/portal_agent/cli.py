@@ -10,6 +10,8 @@ import signal
 import sys
 import threading
 from importlib import metadata
+from types import FrameType
+from typing import TextIO
 
 from portal_agent.backoff import Backoff
 from portal_agent.client import PortalClient
@@ -97,7 +99,7 @@ def default_state_dir(url: str, token: str) -> str:
     return os.path.join(os.path.expanduser("~"), ".portal-agent", digest)
 
 
-def _lock(state_dir: str):
+def _lock(state_dir: str) -> TextIO:
     """Hold a lock on the state directory: two agents sharing it could run a command twice."""
     os.makedirs(state_dir, exist_ok=True)
     # Held open for the agent's whole life: closing it would release the lock.
@@ -141,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     agent = build_agent(args)
     stop = threading.Event()
 
-    def on_signal(signum, _frame):
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("received %s; stopping", signal.Signals(signum).name)
         stop.set()
 

@@ -60,7 +60,10 @@ class PortalClient:
         return int(body.get("accepted", len(readings)))
 
     def poll(self, limit: int = 10) -> list[dict[str, Any]]:
-        return self._call("GET", "/commands", params={"limit": limit}).get("commands", [])
+        commands: list[dict[str, Any]] = self._call(
+            "GET", "/commands", params={"limit": limit}
+        ).get("commands", [])
+        return commands
 
     def report(self, command_id: int, status: str, result: dict[str, Any]) -> None:
         self._call(

@@ -7,11 +7,14 @@ becomes ``{"status": "failed", "result": {"error": "message"}}``.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Callable
 
 from portal_agent.plugins import load
 
 log = logging.getLogger(__name__)
+
+# ``handler(action, payload)``: a dict result is reported as it is, any other value is wrapped.
+Handler = Callable[[str, dict[str, Any]], Any]
 
 
 class CommandFailed(Exception):
@@ -33,7 +36,7 @@ class RelayHandler:
         self.on = False
 
     def __call__(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
-        verbs = {
+        verbs: dict[str, Callable[[], bool]] = {
             "relay.on": lambda: True,
             "relay.off": lambda: False,
             "relay.toggle": lambda: not self.on,
@@ -48,9 +51,9 @@ class RelayHandler:
         return {"relay": "on" if self.on else "off"}
 
 
-HANDLERS = {"log": LogHandler, "relay": RelayHandler}
+HANDLERS: dict[str, Callable[[], Handler]] = {"log": LogHandler, "relay": RelayHandler}
 
 
-def load_handler(spec: str):
+def load_handler(spec: str) -> Handler:
     """A built-in handler by name (``log``, ``relay``) or ``module:callable``."""
     return load(spec, HANDLERS, "handler")

@@ -87,7 +87,7 @@ class CommandLedger:
                 "SELECT id FROM commands WHERE reported = 0 ORDER BY started_at, id"
             )
         ]
-        return [self.outcome(command_id) for command_id in ids]
+        return [outcome for command_id in ids if (outcome := self.outcome(command_id)) is not None]
 
     def close(self) -> None:
         self._conn.close()

@@ -10,7 +10,9 @@ class PluginError(ValueError):
     """A source or handler name that leads nowhere; the message says why."""
 
 
-def load(spec: str, registry: Mapping[str, Callable[[], Any]], kind: str) -> Any:
+def load(
+    spec: str, registry: Mapping[str, Callable[[], Callable[..., Any]]], kind: str
+) -> Callable[..., Any]:
     """Return the plug-in named by ``spec``.
 
     A registry entry is a zero-argument factory. An import string names either a class
@@ -24,7 +26,7 @@ def load(spec: str, registry: Mapping[str, Callable[[], Any]], kind: str) -> Any
         )
     module_name, _, attr = spec.partition(":")
     try:
-        target: Any = importlib.import_module(module_name)
+        target: object = importlib.import_module(module_name)
         for part in attr.split("."):
             target = getattr(target, part)
     except (ImportError, AttributeError) as exc:

@@ -134,7 +134,8 @@ class ReadingQueue:
             self._conn.execute("DELETE FROM readings WHERE batch_key = ?", (batch.key,))
 
     def __len__(self) -> int:
-        return self._conn.execute("SELECT count(*) FROM readings").fetchone()[0]
+        count: int = self._conn.execute("SELECT count(*) FROM readings").fetchone()[0]
+        return count
 
     def close(self) -> None:
         self._conn.close()

@@ -10,13 +10,14 @@ import json
 import logging
 import threading
 import time
-from typing import Any, Callable
+from typing import Any
 
 from portal_agent.backoff import Backoff
 from portal_agent.client import PortalClient, Rejected, Unavailable
-from portal_agent.handlers import CommandFailed
+from portal_agent.handlers import CommandFailed, Handler
 from portal_agent.ledger import CommandLedger, Outcome
 from portal_agent.queue import ReadingQueue
+from portal_agent.sources import Source
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +28,8 @@ class Agent:
         client: PortalClient,
         queue: ReadingQueue,
         ledger: CommandLedger,
-        source: Callable[[], Any],
-        handler: Callable[[str, dict], Any],
+        source: Source,
+        handler: Handler,
         *,
         interval: float = 10.0,
         heartbeat_seconds: float = 60.0,
@@ -129,7 +130,10 @@ class Agent:
             outcome = self.execute(command_id, action, command.get("payload") or {})
             self.ledger.finish(outcome)
         else:
-            outcome = self.ledger.outcome(command_id)
+            stored = self.ledger.outcome(command_id)
+            # begin() found the command's row, and rows are only forgotten at start-up.
+            assert stored is not None
+            outcome = stored
             log.info("command %d was run before; re-sending its result", command_id)
         self.report(outcome)
         return outcome

@@ -6,9 +6,12 @@ A source is called once per interval. Readings without ``ts`` are stamped when b
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, Callable
 
 from portal_agent.plugins import load
+
+# ``source()``: the readings taken now; the buffer checks each one and skips bad ones.
+Source = Callable[[], Any]
 
 
 class SimulatedSensor:
@@ -33,9 +36,9 @@ def _step(rng: random.Random, value: float, stride: float, low: float, high: flo
     return min(high, max(low, value + rng.uniform(-stride, stride)))
 
 
-SOURCES = {"simulated": SimulatedSensor}
+SOURCES: dict[str, Callable[[], Source]] = {"simulated": SimulatedSensor}
 
 
-def load_source(spec: str):
+def load_source(spec: str) -> Source:
     """A built-in source by name (``simulated``) or ``module:callable``."""
     return load(spec, SOURCES, "source")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask
 from flask_admin import Admin, AdminIndexView, expose
 from flask_admin.theme import Bootstrap4Theme
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
 from portal.extensions import db
@@ -43,22 +44,23 @@ def init_admin(app: Flask) -> Admin:
         name="Portal",
         url="/admin",
         index_view=PortalIndexView(
-            name="Dashboard", url="/admin", menu_icon_type="fa", menu_icon_value="fa-tachometer"
+            name=_l("Dashboard"), url="/admin", menu_icon_type="fa", menu_icon_value="fa-tachometer"
         ),
         theme=Bootstrap4Theme(base_template="admin/portal_master.html", swatch="default"),
         csp_nonce_generator=csp_nonce,
     )
     session = db  # Flask-Admin 2 takes the db object
-    admin.add_view(DeviceView(Device, session, name="Devices", endpoint="devices"))
-    admin.add_view(ScheduleView(Schedule, session, name="Schedules", endpoint="schedules"))
-    admin.add_view(CommandView(Command, session, name="Commands", endpoint="commands"))
-    admin.add_view(ReadingView(Reading, session, name="Readings", endpoint="readings"))
-    admin.add_view(UserView(User, session, name="Users", endpoint="users", category="Admin"))
+    admin_only = _l("Admin")  # the menu category of the admin-only views
+    admin.add_view(DeviceView(Device, session, name=_l("Devices"), endpoint="devices"))
+    admin.add_view(ScheduleView(Schedule, session, name=_l("Schedules"), endpoint="schedules"))
+    admin.add_view(CommandView(Command, session, name=_l("Commands"), endpoint="commands"))
+    admin.add_view(ReadingView(Reading, session, name=_l("Readings"), endpoint="readings"))
+    admin.add_view(UserView(User, session, name=_l("Users"), endpoint="users", category=admin_only))
     admin.add_view(
-        TokenView(PersonalToken, session, name="Tokens", endpoint="tokens", category="Admin")
+        TokenView(PersonalToken, session, name=_l("Tokens"), endpoint="tokens", category=admin_only)
     )
-    admin.add_view(AccountView(name="My account", endpoint="account", url="/admin/account"))
+    admin.add_view(AccountView(name=_l("My account"), endpoint="account", url="/admin/account"))
     admin.add_view(
-        AuditView(AuditEvent, session, name="Audit log", endpoint="audit", category="Admin")
+        AuditView(AuditEvent, session, name=_l("Audit log"), endpoint="audit", category=admin_only)
     )
     return admin

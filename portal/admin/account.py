@@ -1,34 +1,70 @@
-"""``/admin/account/``: every user's own settings (time zone, password)."""
+"""``/admin/account/``: every user's own settings (time zone, language, password)."""
 
 from __future__ import annotations
 
-from flask import flash, redirect, request, url_for
-from flask_admin import BaseView, expose
-from flask_login import current_user
-from flask_wtf import FlaskForm
-from wtforms import PasswordField, SelectField
-from wtforms.fields.choices import SelectChoice
-from wtforms.validators import Length, Optional
+from datetime import timedelta
 
-from portal.admin.base import show_domain_error
+from flask import current_app, flash, redirect, request, url_for
+from flask_admin import BaseView, expose
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import refresh
+from flask_login import current_user, logout_user
+from flask_wtf import FlaskForm
+from markupsafe import Markup
+from wtforms import PasswordField, SelectField, StringField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import InputRequired, Length, Optional
+
+from portal import sessions as login_session
+from portal.admin.base import format_instant, show_domain_error
+from portal.auth.second_factor import must_enrol as _must_enrol
 from portal.extensions import db
+from portal.i18n import language_choices
 from portal.scheduling.timing import _zone_names
 from portal.services.errors import DomainError
+from portal.services.second_factor import (
+    begin_enrolment,
+    check_second_factor,
+    confirm_enrolment,
+    provisioning_uri,
+    qr_svg,
+    remaining_recovery_codes,
+    remove_second_factor,
+)
+from portal.services.sessions import end_user_sessions, live_sessions
 from portal.services.users import update_own_settings
 
 
 class AccountForm(FlaskForm):
-    timezone = SelectField("Time zone", description="Times in the admin are shown in this zone.")
+    timezone = SelectField(
+        _l("Time zone"), description=_l("Times in the admin are shown in this zone.")
+    )
+    # The service checks the choice (one rule for every caller), not WTForms.
+    locale = SelectField(
+        _l("Language"),
+        description=_l("The language of these pages. Follow the browser to use its language."),
+        validate_choice=False,
+    )
     current_password = PasswordField(
-        "Current password",
+        _l("Current password"),
         validators=[Optional(), Length(max=1024)],
         render_kw={"autocomplete": "current-password"},
     )
     new_password = PasswordField(
-        "New password",
+        _l("New password"),
         validators=[Optional(), Length(max=1024)],
-        description="Leave empty to keep your password.",
+        description=_l("Leave empty to keep your password."),
         render_kw={"autocomplete": "new-password"},
+    )
+
+
+class CodeForm(FlaskForm):
+    code = StringField(
+        _l("Code"),
+        validators=[InputRequired(), Length(max=32)],
+        description=_l("The 6 digits your authenticator app shows now."),
+        render_kw={"autocomplete": "one-time-code", "inputmode": "numeric"},
     )
 
 
@@ -46,21 +82,100 @@ class AccountView(BaseView):
     def index(self):
         form = AccountForm()
         form.timezone.choices = [SelectChoice(z, z) for z in sorted(_zone_names())]
+        form.locale.choices = [SelectChoice(code, name) for code, name in language_choices()]
         if request.method == "GET":
             form.timezone.data = current_user.timezone
+            form.locale.data = current_user.locale or ""
         if form.validate_on_submit():
             try:
                 update_own_settings(
                     current_user._get_current_object(),
                     timezone=form.timezone.data,
+                    locale=form.locale.data,
+                    languages=current_app.config["LANGUAGES"],
                     current_password=form.current_password.data,
                     new_password=form.new_password.data,
+                    session_key=login_session.current_key(),
                 )
                 db.session.commit()
             except DomainError as exc:
                 db.session.rollback()
                 show_domain_error(form, exc)
             else:
-                flash("Settings saved.", "success")
+                refresh()  # "Settings saved." in the language just chosen
+                flash(_("Settings saved."), "success")
                 return redirect(url_for(".index"))
-        return self.render("admin/account.html", form=form)
+        return self._render_account(form)
+
+    def _render_account(self, form: AccountForm):
+        user = current_user._get_current_object()
+        config = current_app.config
+        return self.render(
+            "admin/account.html",
+            form=form,
+            code_form=CodeForm(),
+            everywhere_form=FlaskForm(),
+            has_second_factor=user.has_second_factor,
+            recovery_left=remaining_recovery_codes(user) if user.has_second_factor else 0,
+            sessions=live_sessions(
+                user,
+                idle=timedelta(minutes=config["SESSION_IDLE_MINUTES"]),
+                max_age=timedelta(hours=config["SESSION_MAX_HOURS"]),
+            ),
+            this_session=login_session.current_key_hash(),
+            local_time=lambda value: format_instant(self, value),
+        )
+
+    @expose("/second-factor/", methods=("GET", "POST"))
+    def second_factor(self):
+        """Enrol: a QR code and the secret as text, confirmed by one code; then the recovery
+        codes, shown this once."""
+        user = current_user._get_current_object()
+        if user.has_second_factor:
+            return redirect(url_for(".index"))
+        form = CodeForm()
+        if form.validate_on_submit():
+            try:
+                codes = confirm_enrolment(user, form.code.data)
+                db.session.commit()
+            except DomainError as exc:
+                db.session.rollback()
+                show_domain_error(form, exc)
+            else:
+                return self.render("admin/second_factor_codes.html", codes=codes)
+        secret = begin_enrolment(user)
+        db.session.commit()
+        uri = provisioning_uri(user, secret, issuer=current_app.config.get("TOTP_ISSUER", "Portal"))
+        return self.render(
+            "admin/second_factor.html",
+            form=form,
+            secret=secret,
+            qr=Markup(qr_svg(uri)),  # segno's own SVG markup, made from our URI
+            required=_must_enrol(user),
+        )
+
+    @expose("/second-factor/off", methods=("POST",))
+    def second_factor_off(self):
+        """Turn the second factor off, given a current code (or a recovery code)."""
+        user = current_user._get_current_object()
+        form = CodeForm()
+        if form.validate_on_submit() and check_second_factor(user, form.code.data):
+            remove_second_factor(user, user)
+            db.session.commit()
+            flash(_("Two-factor login is off."), "success")
+        else:
+            db.session.rollback()
+            flash(_("Invalid code: two-factor login is still on."), "error")
+        return redirect(url_for(".index"))
+
+    @expose("/logout-everywhere", methods=("POST",))
+    def logout_everywhere(self):
+        """End every session of this user, this one included."""
+        if FlaskForm().validate_on_submit():
+            user = current_user._get_current_object()
+            end_user_sessions(user, user, "logout_everywhere")
+            db.session.commit()
+            logout_user()
+            login_session.forget()
+            return redirect(url_for("auth.login"))
+        return redirect(url_for(".index"))

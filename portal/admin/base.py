@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime, tzinfo
@@ -12,11 +13,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import abort, flash, redirect, request, url_for
 from flask_admin.actions import action
-from flask_admin.babel import gettext
+from flask_admin.babel import gettext as admin_gettext
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.contrib.sqla import filters as sqla_filters
 from flask_admin.form import BaseForm
 from flask_admin.model import filters, typefmt
+from flask_babel import force_locale
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from jinja2 import pass_context
@@ -25,10 +29,25 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 from wtforms import TextAreaField, ValidationError
 
+from portal.admin.arguments import (
+    holds_nul,
+    list_page,
+    row_key,
+    row_keys,
+    search_words,
+    storable_json,
+    with_refusing_filters,
+)
+from portal.config import SOURCE_LANGUAGE
 from portal.extensions import db
 from portal.models import AuditEvent, Role
 from portal.services import access
 from portal.services.errors import DomainError, NotFound
+
+# Flask-Admin's named filter URL arguments ("flt0_device_id_equals"): the label and the
+# operation, lowercased, other characters dropped, spaces as underscores.
+FILTER_ARG_DROP = re.compile("[^a-z0-9 ]")
+FILTER_ARG_SPACES = re.compile(" +")
 
 WRITE_VIEWS = {
     "create_view": "create",
@@ -42,6 +61,15 @@ class CSRFForm(BaseForm):
     """Flask-Admin's form base with Flask-WTF's CSRF, the same token the rest of the app uses."""
 
     Meta = FlaskForm.Meta
+
+    def validate(self, extra_validators=None) -> bool:
+        valid = super().validate(extra_validators)
+        for field in self:
+            if any(holds_nul(value) for value in field.raw_data or ()):
+                # No database column keeps it (PostgreSQL refuses NUL in text).
+                field.errors = [*field.errors, _("NUL characters are not allowed.")]
+                valid = False
+        return valid
 
 
 class JSONObjectField(TextAreaField):
@@ -61,12 +89,20 @@ class JSONObjectField(TextAreaField):
             return
         try:
             value = json.loads(text)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             self.data = None
-            raise ValueError(f"Not valid JSON: {exc.msg} (line {exc.lineno}).") from None
+            raise ValueError(
+                _("Not valid JSON: %(error)s (line %(line)s).", error=exc.msg, line=exc.lineno)
+            ) from None
+        except (ValueError, RecursionError):  # a number of over 4,300 digits, or deep nesting
+            self.data = None
+            raise ValueError(_("This JSON is too large to read.")) from None
         if not isinstance(value, dict):
             self.data = None
-            raise ValueError('A JSON object is expected, e.g. {"seconds": 30}.')
+            raise ValueError(_('A JSON object is expected, e.g. {"seconds": 30}.'))
+        if not storable_json(value):
+            self.data = None
+            raise ValueError(_("NUL characters, NaN and Infinity cannot be stored in JSON."))
         self.data = value
 
     def pre_validate(self, form) -> None:
@@ -75,11 +111,10 @@ class JSONObjectField(TextAreaField):
 
 
 def show_token_once(name: str, token: str) -> None:
+    text = escape(_("New token for %(name)s — copy it now, it is shown only once:"))
     flash(
-        Markup(
-            f"New token for <strong>{escape(name)}</strong> — copy it now, it is shown only once:"
-            f"<br><code class='token-once' data-testid='new-token'>{escape(token)}</code>"
-        ),
+        text % {"name": Markup("<strong>%s</strong>") % name}
+        + Markup("<br><code class='token-once' data-testid='new-token'>%s</code>") % token,
         "warning",
     )
 
@@ -115,8 +150,10 @@ def format_instant(view, value: datetime, name: str = "") -> Markup:
     )
 
 
+@with_refusing_filters
 class FilterConverter(sqla_filters.FilterConverter):
-    """Flask-Admin's filters, knowing that UTCDateTime columns hold instants."""
+    """Flask-Admin's filters, knowing that UTCDateTime columns hold instants; each refuses a
+    value the database cannot compare (Flask-Admin then flashes it and leaves it out)."""
 
     @filters.convert("UTCDateTime")
     def conv_utc_datetime(self, column, name, **kwargs):
@@ -132,6 +169,7 @@ class SecureModelView(ModelView):
 
     form_base_class = CSRFForm
     column_type_formatters = {**typefmt.BASE_FORMATTERS, datetime: format_instant}
+    column_type_formatters_detail = {**typefmt.DETAIL_FORMATTERS, datetime: format_instant}
     column_type_formatters_export = {
         **typefmt.EXPORT_FORMATTERS,
         datetime: lambda view, value, name="": value.isoformat(),
@@ -196,19 +234,41 @@ class SecureModelView(ModelView):
                 abort(403)
         return None
 
-    @action("delete", "Delete", "Delete the selected records?")
+    @action("delete", _l("Delete"), _l("Delete the selected records?"))
     def action_delete(self, ids):
         # Flask-Admin passes the ids as strings; PostgreSQL will not compare them to integers.
-        return super().action_delete(int_ids(ids))
+        return super().action_delete(row_keys(ids, self.model.id))
 
     def selected(self, ids) -> list:
-        """The selected rows that are within the user's reach (others are silently left)."""
-        return self.get_query().filter(self.model.id.in_(int_ids(ids))).all()
+        """The selected rows that are within the user's reach (others, and junk ids, are
+        silently left)."""
+        return self.get_query().filter(self.model.id.in_(row_keys(ids, self.model.id))).all()
 
     def is_action_allowed(self, name: str) -> bool:
         if not self._writer():
             return False
         return super().is_action_allowed(name)
+
+    # ---- filters: labels in the user's language, URL arguments from the English labels, so a
+    # bookmarked or linked filter (the dashboard links to one) works in every language -------
+    column_filter_labels: dict[str, Any] = {}  # labels of filters on a relation ("device.name")
+
+    def scaffold_filters(self, name):
+        found = super().scaffold_filters(name)
+        label = self.column_filter_labels.get(name) if isinstance(name, str) else None
+        if label is not None:
+            for flt in found or ():
+                # Flask-Admin names it "device / Devices / Name"; links already use that name.
+                flt.url_name = flt.name
+                flt.name = label
+        return found
+
+    def get_filter_arg(self, index, flt) -> str:
+        if not self.named_filter_urls:
+            return super().get_filter_arg(index, flt)
+        with force_locale(SOURCE_LANGUAGE):
+            words = f"{getattr(flt, 'url_name', flt.name)} {flt.operation()}".lower()
+        return FILTER_ARG_SPACES.sub("_", FILTER_ARG_DROP.sub("", words))
 
     # ---- big tables: a filtered page's keys first, never count more than ``count_cap`` rows --
     # A filtered page reads its ids from an index alone, then those rows by id. Read whole,
@@ -220,6 +280,8 @@ class SecureModelView(ModelView):
     IDS_FIRST_MAX = 500
 
     def get_list(self, page, sort_column, sort_desc, search, filters, execute=True, page_size=None):
+        page = list_page(page, self.page_size if page_size is None else page_size)
+        search = self.searchable(search)
         count, data = super().get_list(
             page, sort_column, sort_desc, search, filters, execute=False, page_size=page_size
         )
@@ -237,6 +299,15 @@ class SecureModelView(ModelView):
             )
             count = capped.with_entities(self.model.id).count()
         return count, data
+
+    def searchable(self, search: str | None) -> str | None:
+        """The search as the query may use it; one the database cannot run is flashed and left
+        out, as Flask-Admin does with a bad filter value."""
+        try:
+            return search_words(search)
+        except ValueError:
+            flash(_("Search ignored: it is too long or cannot be searched for."), "error")
+            return None
 
     def _rows_of(self, page_query) -> list:
         """The rows of ``page_query``, in its order: by ids first for a page, whole for an
@@ -278,9 +349,8 @@ class SecureModelView(ModelView):
         return self.scope(super().get_count_query())
 
     def get_one(self, id):
-        try:
-            key = int(id)
-        except (TypeError, ValueError):
+        key = row_key(id, self.model.id)
+        if key is None:
             abort(404)
         obj = self.scope(super().get_query()).filter(self.model.id == key).one_or_none()
         if obj is None:
@@ -297,7 +367,7 @@ class SecureModelView(ModelView):
         than the values themselves. portal_list.html keeps Flask-Admin's rows for views with
         editable columns. Row actions still render through their macros (row_actions.html).
         """
-        checkbox = context.resolve("actions") and escape(gettext("Select record"))
+        checkbox = context.resolve("actions") and escape(admin_gettext("Select record"))
         row_actions = context.resolve("list_row_actions") if self.column_display_actions else None
         columns = [(name, f'<td class="col-{escape(name)}">') for name, _ in self._list_columns]
         html = []
@@ -438,10 +508,6 @@ def row_url_builder(get_url: Callable[..., str], return_url: str) -> Callable[[s
         return quote_plus(str(row_id), safe=QUERY_SAFE).join(around)
 
     return row_url
-
-
-def int_ids(ids) -> list[int]:
-    return [int(i) for i in ids if str(i).isdigit() and len(str(i)) < 19]
 
 
 def form_data(form, *names: str) -> dict[str, Any]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from flask import abort, current_app, flash, redirect, request
 from flask_admin import expose
 from flask_admin.actions import action
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
@@ -16,10 +18,10 @@ from portal.admin.base import (
     JSONObjectField,
     SecureModelView,
     form_data,
-    int_ids,
     object_history,
     show_domain_error,
     show_token_once,
+    viewer_zone,
 )
 from portal.extensions import db
 from portal.models import Command, Device, Role, Schedule, User, utcnow
@@ -42,15 +44,15 @@ EDITABLE = ("name", "kind", "location", "description", "enabled")
 
 class SendCommandForm(FlaskForm):
     action = StringField(
-        "Action",
+        _l("Action"),
         validators=[InputRequired(), Length(max=64)],
         render_kw={"placeholder": "relay.on"},
     )
     payload = JSONObjectField(
-        "Payload (JSON object)", default=dict, render_kw={"rows": 2, "placeholder": "{}"}
+        _l("Payload (JSON object)"), default=dict, render_kw={"rows": 2, "placeholder": "{}"}
     )
     expires_in = IntegerField(
-        "Expires in (s)", default=3600, validators=[NumberRange(1, MAX_EXPIRES_IN)]
+        _l("Expires in (s)"), default=3600, validators=[NumberRange(1, MAX_EXPIRES_IN)]
     )
 
 
@@ -89,6 +91,7 @@ def device_page_context(device: Device, range_key: str) -> dict:
         "ranges": list(RANGES),
         "command_form": SendCommandForm(),
         "may_change": access.may_change_device(current_user, device),
+        "viewer_zone": str(viewer_zone()),  # the chart's time axis is in it too
     }
 
 
@@ -120,12 +123,20 @@ class DeviceView(SecureModelView):
     )
     column_export_list = column_details_list
     column_labels = {
-        "last_seen_at": "Last seen",
-        "created_at": "Created",
-        "updated_at": "Updated",
-        "token_prefix": "Token starts with",
-        "owner": "Owner",
+        "id": _l("ID"),
+        "name": _l("Name"),
+        "kind": _l("Kind"),
+        "location": _l("Location"),
+        "description": _l("Description"),
+        "owner": _l("Owner"),
+        "enabled": _l("Enabled"),
+        "firmware": _l("Firmware"),
+        "token_prefix": _l("Token starts with"),
+        "last_seen_at": _l("Last seen"),
+        "created_at": _l("Created"),
+        "updated_at": _l("Updated"),
     }
+    column_filter_labels = {"owner.username": _l("Owner")}
     column_searchable_list = ("name", "location", "kind")
     column_filters = ("kind", "enabled", "location", "last_seen_at", "owner.username")
     column_sortable_list = (
@@ -142,16 +153,16 @@ class DeviceView(SecureModelView):
     form_columns = ("name", "kind", "location", "description", "enabled")
     details_template = "admin/device_details.html"
     form_extra_fields = {
-        "name": StringField("Name", validators=[InputRequired(), Length(max=100)]),
+        "name": StringField(_l("Name"), validators=[InputRequired(), Length(max=100)]),
         "kind": StringField(
-            "Kind",
+            _l("Kind"),
             default="generic",
-            description="e.g. " + ", ".join(KINDS),
+            description=_l("e.g. %(examples)s", examples=", ".join(KINDS)),
             validators=[Length(max=32)],
         ),
-        "location": StringField("Location", validators=[Length(max=200)]),
-        "description": TextAreaField("Description", validators=[Length(max=5000)]),
-        "enabled": BooleanField("Enabled", default=True),
+        "location": StringField(_l("Location"), validators=[Length(max=200)]),
+        "description": TextAreaField(_l("Description"), validators=[Length(max=5000)]),
+        "enabled": BooleanField(_l("Enabled"), default=True),
     }
 
     def _owner_choices(self) -> list[SelectChoice]:
@@ -164,12 +175,12 @@ class DeviceView(SecureModelView):
 
     def get_create_form(self):
         form = super().get_create_form()
-        form.owner = SelectField("Owner", coerce=str)
+        form.owner = SelectField(_l("Owner"), coerce=str)
         return form
 
     def get_edit_form(self):
         form = super().get_edit_form()
-        form.owner = SelectField("Owner", coerce=str)
+        form.owner = SelectField(_l("Owner"), coerce=str)
         return form
 
     def create_form(self, obj=None):
@@ -232,11 +243,11 @@ class DeviceView(SecureModelView):
         device = self.get_one(request.args.get("id"))
         form = SendCommandForm()
         if not form.validate_on_submit():
-            flash(
-                "Command not sent: "
-                + "; ".join(f"{name}: {', '.join(errors)}" for name, errors in form.errors.items()),
-                "error",
+            problems = "; ".join(
+                f"{form[name].label.text}: {', '.join(errors)}"
+                for name, errors in form.errors.items()
             )
+            flash(_("Command not sent: %(reason)s", reason=problems), "error")
             return redirect(self.get_url(".details_view", id=device.id))
         try:
             command = enqueue_command(
@@ -251,13 +262,18 @@ class DeviceView(SecureModelView):
             db.session.rollback()
             if exc.status in (403, 404):
                 abort(exc.status)
-            flash(
-                f"Command not sent: {exc.message} "
-                + " ".join(f"{k}: {v}" for k, v in (exc.fields or {}).items()),
-                "error",
-            )
+            reason = " ".join([exc.message, *(f"{k}: {v}" for k, v in (exc.fields or {}).items())])
+            flash(_("Command not sent: %(reason)s", reason=reason), "error")
         else:
-            flash(f"Command #{command.id} {command.action} queued for {device.name}.", "success")
+            flash(
+                _(
+                    "Command #%(id)s %(action)s queued for %(device)s.",
+                    id=command.id,
+                    action=command.action,
+                    device=device.name,
+                ),
+                "success",
+            )
         return redirect(self.get_url(".details_view", id=device.id))
 
     @expose("/rotate-token/", methods=("POST",))
@@ -274,8 +290,8 @@ class DeviceView(SecureModelView):
 
     @action(
         "rotate_tokens",
-        "Rotate tokens",
-        "Give each selected device a new token? Their old tokens stop working at once.",
+        _l("Rotate tokens"),
+        _l("Give each selected device a new token? Their old tokens stop working at once."),
     )
     def action_rotate_tokens(self, ids):
         devices = self.selected(ids)
@@ -287,7 +303,7 @@ class DeviceView(SecureModelView):
         for name, token in shown:
             show_token_once(name, token)
 
-    @action("send_command", "Send a command")
+    @action("send_command", _l("Send a command"))
     def action_send_command(self, ids):
         chosen = ",".join(
             str(d.id) for d in self.selected(ids) if access.may_change_device(current_user, d)
@@ -297,7 +313,7 @@ class DeviceView(SecureModelView):
     @expose("/bulk-command/", methods=("GET", "POST"))
     def bulk_command_view(self):
         """One command to many devices: the same action, payload and expiry for each."""
-        wanted = int_ids((request.values.get("ids") or "").split(","))
+        wanted = (request.values.get("ids") or "").split(",")
         devices = [d for d in self.selected(wanted) if access.may_change_device(current_user, d)]
         if not self.can_edit:
             abort(403)
@@ -317,7 +333,14 @@ class DeviceView(SecureModelView):
                 db.session.rollback()
                 show_domain_error(form, exc)
             else:
-                flash(f"{form.action.data.strip()} queued for {len(devices)} device(s).", "success")
+                flash(
+                    _(
+                        "%(action)s queued for %(num)d device(s).",
+                        action=form.action.data.strip(),
+                        num=len(devices),
+                    ),
+                    "success",
+                )
                 return redirect(self.get_url(".index_view"))
         return self.render(
             "admin/bulk_command.html",
@@ -326,11 +349,15 @@ class DeviceView(SecureModelView):
             ids=",".join(str(d.id) for d in devices),
         )
 
-    @action("disable", "Disable", "Disable the selected devices? They will get 401 until enabled.")
+    @action(
+        "disable",
+        _l("Disable"),
+        _l("Disable the selected devices? They will get 401 until enabled."),
+    )
     def action_disable(self, ids):
         self._set_enabled(ids, False)
 
-    @action("enable", "Enable")
+    @action("enable", _l("Enable"))
     def action_enable(self, ids):
         self._set_enabled(ids, True)
 
@@ -342,4 +369,7 @@ class DeviceView(SecureModelView):
                 update_device(current_user, device, enabled=enabled)
                 count += 1
         db.session.commit()
-        flash(f"{count} device(s) {'enabled' if enabled else 'disabled'}.", "success")
+        if enabled:
+            flash(_("%(num)d device(s) enabled.", num=count), "success")
+        else:
+            flash(_("%(num)d device(s) disabled.", num=count), "success")

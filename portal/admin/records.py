@@ -5,6 +5,8 @@ from __future__ import annotations
 from flask import flash
 from flask_admin.actions import action
 from flask_admin.contrib.sqla.fields import QuerySelectField
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from markupsafe import Markup, escape
 from sqlalchemy.orm import selectinload
@@ -93,27 +95,41 @@ class CommandView(DeviceNameMixin, SecureModelView):
     column_default_sort = ("id", True)
     column_formatters = {"status": _status_badge}
     column_labels = {
-        "created_at": "Created",
-        "expires_at": "Expires",
-        "finished_at": "Finished",
-        "delivered_at": "Delivered",
-        "due_at": "Due",
-        "device_id": "Device id",
+        "id": _l("ID"),
+        "device": _l("Device"),
+        "action": _l("Action"),
+        "payload": _l("Payload"),
+        "status": _l("Status"),
+        "source": _l("Source"),
+        "schedule": _l("Schedule"),
+        "created_by": _l("Created by"),
+        "attempts": _l("Attempts"),
+        "reason": _l("Reason"),
+        "result": _l("Result"),
+        "created_at": _l("Created"),
+        "expires_at": _l("Expires"),
+        "finished_at": _l("Finished"),
+        "delivered_at": _l("Delivered"),
+        "due_at": _l("Due"),
+        "device_id": _l("Device ID"),
     }
+    column_filter_labels = {"device.name": _l("Device name")}
     form_columns = ("device", "action", "payload", "expires_in")
     form_extra_fields = {
         "device": QuerySelectField(
-            "Device",
+            _l("Device"),
             query_factory=changeable_devices,
             validators=[InputRequired()],
             allow_blank=False,
         ),
         "action": StringField(
-            "Action", validators=[InputRequired()], description="e.g. relay.on, relay.off, reboot"
+            _l("Action"),
+            validators=[InputRequired()],
+            description=_l("e.g. %(examples)s", examples="relay.on, relay.off, reboot"),
         ),
-        "payload": JSONObjectField("Payload (JSON object)", default=dict),
+        "payload": JSONObjectField(_l("Payload (JSON object)"), default=dict),
         "expires_in": IntegerField(
-            "Expires in (seconds)", default=3600, validators=[NumberRange(1, MAX_EXPIRES_IN)]
+            _l("Expires in (seconds)"), default=3600, validators=[NumberRange(1, MAX_EXPIRES_IN)]
         ),
     }
 
@@ -128,7 +144,11 @@ class CommandView(DeviceNameMixin, SecureModelView):
 
     supports_delete = False
 
-    @action("cancel", "Cancel", "Cancel the selected commands that are still queued or delivered?")
+    @action(
+        "cancel",
+        _l("Cancel"),
+        _l("Cancel the selected commands that are still queued or delivered?"),
+    )
     def action_cancel(self, ids):
         commands = self.selected(ids)
         done = 0
@@ -140,7 +160,7 @@ class CommandView(DeviceNameMixin, SecureModelView):
                 except DomainError:
                     continue
         db.session.commit()
-        flash(f"{done} command(s) cancelled.", "success")
+        flash(_("%(num)d command(s) cancelled.", num=done), "success")
 
 
 class ReadingView(DeviceNameMixin, SecureModelView):
@@ -154,5 +174,13 @@ class ReadingView(DeviceNameMixin, SecureModelView):
     column_filters = ("metric", "recorded_at", "device_id", "device.name")
     column_sortable_list = ("id", "metric", "value", "recorded_at")
     column_default_sort = ("id", True)
-    column_labels = {"recorded_at": "Recorded", "device_id": "Device id"}
+    column_labels = {
+        "id": _l("ID"),
+        "device": _l("Device"),
+        "metric": _l("Metric"),
+        "value": _l("Value"),
+        "recorded_at": _l("Recorded"),
+        "device_id": _l("Device ID"),
+    }
+    column_filter_labels = {"device.name": _l("Device name")}
     page_size = 50

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import flash, request
 from flask_admin.actions import action
 from flask_admin.contrib.sqla.fields import QuerySelectField
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from markupsafe import Markup, escape
 from wtforms import BooleanField, DateTimeLocalField, IntegerField, StringField
@@ -32,10 +33,10 @@ FIELDS = (
     "misfire_grace_seconds",
     "command_ttl_seconds",
 )
-LOCAL_HELP = "In the schedule's time zone."
+LOCAL_HELP = _l("In the schedule's time zone.")
 
 
-def _local(label: str) -> DateTimeLocalField:
+def _local(label) -> DateTimeLocalField:
     return DateTimeLocalField(
         label, format="%Y-%m-%dT%H:%M", validators=[Optional()], description=LOCAL_HELP
     )
@@ -102,14 +103,31 @@ class ScheduleView(SecureModelView):
     column_formatters = {"in_words": _in_words, "upcoming": _upcoming}
     column_formatters_export = {"in_words": lambda v, c, m, n: service.describe(m)}
     column_labels = {
-        "in_words": "When",
-        "upcoming": "Next five runs",
-        "next_fire_at": "Next run",
-        "last_fire_at": "Last run",
-        "fire_count": "Fired",
-        "skipped_count": "Skipped",
-        "interval_seconds": "Interval (s)",
+        "id": _l("ID"),
+        "name": _l("Name"),
+        "device": _l("Device"),
+        "action": _l("Action"),
+        "payload": _l("Payload"),
+        "kind": _l("Kind"),
+        "in_words": _l("When"),
+        "upcoming": _l("Next five runs"),
+        "cron": _l("Cron"),
+        "interval_seconds": _l("Interval (s)"),
+        "run_at": _l("Run once at"),
+        "timezone": _l("Time zone"),
+        "enabled": _l("Enabled"),
+        "start_at": _l("Start at"),
+        "end_at": _l("End at"),
+        "misfire_grace_seconds": _l("Misfire grace (s)"),
+        "command_ttl_seconds": _l("Command expires after (s)"),
+        "next_fire_at": _l("Next run"),
+        "last_fire_at": _l("Last run"),
+        "fire_count": _l("Fired"),
+        "skipped_count": _l("Skipped"),
+        "created_at": _l("Created"),
+        "updated_at": _l("Updated"),
     }
+    column_filter_labels = {"device.name": _l("Device name")}
     column_searchable_list = ("name", "action")
     column_filters = ("kind", "enabled", "timezone", "next_fire_at", "device.name")
     column_sortable_list = (
@@ -124,36 +142,42 @@ class ScheduleView(SecureModelView):
     column_default_sort = ("next_fire_at", False)
     form_columns = FIELDS
     form_extra_fields = {
-        "name": StringField("Name", validators=[InputRequired(), Length(max=100)]),
+        "name": StringField(_l("Name"), validators=[InputRequired(), Length(max=100)]),
         "device": QuerySelectField(
-            "Device",
+            _l("Device"),
             query_factory=changeable_devices,
             validators=[InputRequired()],
             allow_blank=False,
         ),
-        "action": StringField("Action", validators=[InputRequired()], description="e.g. relay.on"),
-        "payload": JSONObjectField("Payload (JSON object)", default=dict),
+        "action": StringField(
+            _l("Action"),
+            validators=[InputRequired()],
+            description=_l("e.g. %(examples)s", examples="relay.on"),
+        ),
+        "payload": JSONObjectField(_l("Payload (JSON object)"), default=dict),
         "cron": StringField(
-            "Cron",
+            _l("Cron"),
             validators=[Optional()],
-            description="Five fields, e.g. 0 7 * * 1-5 (weekdays at 07:00). "
-            "Fill exactly one of cron, interval or run at.",
+            description=_l(
+                "Five fields, e.g. 0 7 * * 1-5 (weekdays at 07:00). "
+                "Fill exactly one of cron, interval or run at."
+            ),
         ),
         "interval_seconds": IntegerField(
-            "Interval (seconds)", validators=[Optional(), NumberRange(min=1)]
+            _l("Interval (seconds)"), validators=[Optional(), NumberRange(min=1)]
         ),
-        "run_at": _local("Run once at"),
+        "run_at": _local(_l("Run once at")),
         "timezone": StringField(
-            "Time zone", default="UTC", description="IANA name, e.g. Europe/Berlin"
+            _l("Time zone"), default="UTC", description=_l("IANA name, e.g. Europe/Berlin")
         ),
-        "enabled": BooleanField("Enabled", default=True),
-        "start_at": _local("Start at"),
-        "end_at": _local("End at"),
+        "enabled": BooleanField(_l("Enabled"), default=True),
+        "start_at": _local(_l("Start at")),
+        "end_at": _local(_l("End at")),
         "misfire_grace_seconds": IntegerField(
-            "Misfire grace (seconds)", default=300, validators=[NumberRange(min=0)]
+            _l("Misfire grace (seconds)"), default=300, validators=[NumberRange(min=0)]
         ),
         "command_ttl_seconds": IntegerField(
-            "Command expires after (seconds)", default=3600, validators=[NumberRange(min=1)]
+            _l("Command expires after (seconds)"), default=3600, validators=[NumberRange(min=1)]
         ),
     }
 
@@ -185,19 +209,31 @@ class ScheduleView(SecureModelView):
         rows = self.selected(ids)
         return [s for s in rows if access.may_change_device(current_user, s.device)]
 
-    @action("enable", "Enable")
+    @action("enable", _l("Enable"))
     def action_enable(self, ids):
-        self._bulk(ids, lambda s: service.set_schedule_enabled(current_user, s, True), "enabled")
+        self._bulk(
+            ids,
+            lambda s: service.set_schedule_enabled(current_user, s, True),
+            _l("%(num)d schedule(s) enabled."),
+        )
 
-    @action("disable", "Disable", "Disable the selected schedules? They stop at once.")
+    @action("disable", _l("Disable"), _l("Disable the selected schedules? They stop at once."))
     def action_disable(self, ids):
-        self._bulk(ids, lambda s: service.set_schedule_enabled(current_user, s, False), "disabled")
+        self._bulk(
+            ids,
+            lambda s: service.set_schedule_enabled(current_user, s, False),
+            _l("%(num)d schedule(s) disabled."),
+        )
 
-    @action("run_now", "Run now", "Send the selected schedules' commands now?")
+    @action("run_now", _l("Run now"), _l("Send the selected schedules' commands now?"))
     def action_run_now(self, ids):
-        self._bulk(ids, lambda s: service.run_schedule_now(current_user, s), "run now")
+        self._bulk(
+            ids,
+            lambda s: service.run_schedule_now(current_user, s),
+            _l("%(num)d schedule(s) run now."),
+        )
 
-    def _bulk(self, ids, change, verb: str) -> None:
+    def _bulk(self, ids, change, done_message) -> None:
         done = 0
         try:
             for schedule in self._selected(ids):
@@ -208,4 +244,4 @@ class ScheduleView(SecureModelView):
             db.session.rollback()
             flash(exc.message, "error")
             return
-        flash(f"{done} schedule(s) {verb}.", "success")
+        flash(done_message % {"num": done}, "success")

@@ -7,14 +7,18 @@ hash; ``last_seen_at``/``last_used_at`` are touched at most once per ``TOKEN_TOU
 
 from __future__ import annotations
 
+import math
+import time
+
 from flask import current_app, request
 from flask_login import current_user
+from limits import parse
 
-from portal.extensions import csrf
-from portal.models import User
+from portal.extensions import csrf, limiter
+from portal.models import TokenScope, User
 from portal.services.devices import DeviceRef, device_ref_for_token
-from portal.services.errors import DomainError
-from portal.services.tokens import DEVICE_PREFIX, PERSONAL_PREFIX, user_for_token
+from portal.services.errors import DomainError, Forbidden
+from portal.services.tokens import DEVICE_PREFIX, PERSONAL_PREFIX, personal_token_for
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -24,6 +28,34 @@ class NotAuthenticated(DomainError):
 
     code = "not_authenticated"
     status = 401
+
+
+class TooManyBadTokens(DomainError):
+    """This address sent too many unknown or revoked tokens lately: 429."""
+
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("Too many requests with a bad token; try again later.")
+        self.retry_after = retry_after
+
+
+def refuse_bad_token(message: str) -> NotAuthenticated:
+    """Count a bad bearer token against the caller's address (``BAD_TOKEN_LIMIT``, shared
+    through the limiter's storage, Redis when configured), and answer 401, or 429 once the
+    address is over the limit. Good tokens never reach this, so they are never slowed."""
+    limit = parse(current_app.config["BAD_TOKEN_LIMIT"])
+    address = request.remote_addr or ""
+    try:
+        allowed = limiter.limiter.hit(limit, "bad-token", address)
+        reset_at = limiter.limiter.get_window_stats(limit, "bad-token", address).reset_time
+    except Exception:  # the store (Redis) is away: still 401, as the login limiter fails open
+        current_app.logger.warning("bad-token limiter store unavailable; not counting")
+        allowed, reset_at = True, 0.0
+    if not allowed:
+        raise TooManyBadTokens(max(1, math.ceil(reset_at - time.time())))
+    return NotAuthenticated(message, code="invalid_token")
 
 
 def bearer_token() -> str | None:
@@ -51,28 +83,30 @@ def authenticate_device() -> DeviceRef:
         device_ref_for_token(token, _touch_seconds()) if token.startswith(DEVICE_PREFIX) else None
     )
     if device is None:
-        raise NotAuthenticated(
-            "The token is invalid, or the device is disabled.", code="invalid_token"
-        )
+        raise refuse_bad_token("The token is invalid, or the device is disabled.")
     return device
 
 
 def authenticate_person() -> User:
     """The active user behind a personal token or the login session, or 401.
 
-    ``user_for_token`` commits its throttled touch of ``last_used_at``; that happens here,
+    ``personal_token_for`` commits its throttled touch of ``last_used_at``; that happens here,
     before the view has changed anything, so the view's own transaction starts clean.
     """
     token = bearer_token()
     if token is not None:
-        user = (
-            user_for_token(token, _touch_seconds()) if token.startswith(PERSONAL_PREFIX) else None
+        row = (
+            personal_token_for(token, _touch_seconds())
+            if token.startswith(PERSONAL_PREFIX)
+            else None
         )
-        if user is None:
-            raise NotAuthenticated(
-                "The token is invalid or revoked, or its user is inactive.", code="invalid_token"
+        if row is None:
+            raise refuse_bad_token(
+                "The token is invalid, expired or revoked, or its user is inactive."
             )
-        return user
+        if row.scope is TokenScope.read and request.method not in SAFE_METHODS:
+            raise Forbidden("This token may only read (scope 'read').", code="read_only_token")
+        return row.user
     if not current_user.is_authenticated:
         raise NotAuthenticated("Log in, or send 'Authorization: Bearer <personal token>'.")
     if request.method not in SAFE_METHODS:

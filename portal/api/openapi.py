@@ -29,7 +29,14 @@ STATUS_TEXT = {
     413: "Body too large",
     415: "Body is not application/json",
     422: "Bad values; `fields` names each one",
-    503: "Database unavailable",
+    503: "Database unavailable, or read-only for a write",
+    507: "The server's disk is full",
+}
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again; nothing was stored.",
+        "schema": {"type": "integer", "minimum": 0},
+    }
 }
 SECURITY = {
     "device": [{"deviceToken": []}],
@@ -149,6 +156,8 @@ def _operation(ep: Endpoint, schemas: dict, components: dict) -> dict[str, Any]:
     error = {"application/json": {"schema": _ref(ErrorOut, "serialization", schemas)}}
     for status in _error_statuses(ep):
         responses[str(status)] = {"description": STATUS_TEXT[status], "content": error}
+        if status in (503, 507):
+            responses[str(status)]["headers"] = RETRY_AFTER
     op["responses"] = responses
     return op
 
@@ -167,6 +176,10 @@ def _error_statuses(ep: Endpoint) -> list[int]:
         statuses.update((400, 403))
     if ep.idempotent:
         statuses.add(409)
+    if ep.auth != "public":
+        # Authenticating reads the database and may write (a token's throttled touch), so
+        # any of these may meet a database that refuses work (api/errors.py).
+        statuses.update((503, 507))
     return sorted(statuses)
 
 

@@ -2,31 +2,32 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
-from flask_login import login_user, logout_user
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_login import logout_user
 from flask_wtf.csrf import CSRFError
 
+from portal import sessions as login_session
 from portal.auth.forms import LoginForm, LogoutForm
+from portal.auth.next_path import safe_next
+from portal.auth.second_factor import after_password, register_second_factor
 from portal.extensions import db, limiter
+from portal.services import audit
+from portal.services.sessions import end_session
 from portal.services.users import authenticate
 
 bp = Blueprint("auth", __name__, template_folder="templates")
 
-FAILED = "Invalid username or password."
-
-
-def safe_next(target: str | None) -> str | None:
-    """``target`` if it is a local path (``/admin/...``), else None: no open redirects."""
-    if not target or not target.startswith("/") or target.startswith("//"):
-        return None
-    if "\\" in target or any(ord(c) < 32 for c in target):
-        return None
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc:
-        return None
-    return target
+FAILED = _l("Invalid username or password.")
+# Flask-WTF's reasons for refusing a form, which it does not translate itself.
+CSRF_REASONS = {
+    "The CSRF token is missing.": _l("The CSRF token is missing."),
+    "The CSRF session token is missing.": _l("The CSRF session token is missing."),
+    "The CSRF token has expired.": _l("The CSRF token has expired."),
+    "The CSRF token is invalid.": _l("The CSRF token is invalid."),
+    "The CSRF tokens do not match.": _l("The CSRF tokens do not match."),
+}
 
 
 def _login_limit() -> str:
@@ -58,9 +59,9 @@ def login():
     if form.validate_on_submit():
         user = authenticate(form.username.data, form.password.data)
         if user is not None:
-            db.session.commit()
-            login_user(user)
-            return redirect(safe_next(form.next.data) or url_for("admin.index"))
+            return after_password(user, safe_next(form.next.data))
+        audit.record_login_attempt("login_failed", (form.username.data or "").strip()[:64])
+        db.session.commit()
         error = FAILED
     elif request.method == "POST":
         error = FAILED
@@ -71,7 +72,10 @@ def login():
 def logout():
     form = LogoutForm()
     if form.validate_on_submit():
+        end_session(login_session.current_key(), "logout")
+        db.session.commit()
         logout_user()
+        login_session.forget()
     return redirect(url_for("auth.login"))
 
 
@@ -81,11 +85,18 @@ def csrf_failed(exc: CSRFError):
         from portal.api.errors import error_response
 
         return error_response(400, "csrf_failed", "The CSRF token is missing or invalid.")
-    return render_template("auth/csrf_failed.html", reason=exc.description), 400
+    reason = CSRF_REASONS.get(exc.description, exc.description)
+    return render_template("auth/csrf_failed.html", reason=reason), 400
+
+
+register_second_factor(bp)
 
 
 @bp.app_errorhandler(429)
 def too_many(exc):
+    if request.path in ("/login", "/login/second-factor") and request.method == "POST":
+        audit.record_login_attempt("login_throttled", (request.form.get("username") or "")[:64])
+        db.session.commit()
     if request.path.startswith("/api/"):
         from portal.api.errors import error_response
 
@@ -97,7 +108,7 @@ def too_many(exc):
                 render_template(
                     "auth/login.html",
                     form=form,
-                    error="Too many failed attempts. Wait a few minutes and try again.",
+                    error=_("Too many failed attempts. Wait a few minutes and try again."),
                 ),
                 429,
             )

@@ -10,7 +10,8 @@ from flask.cli import with_appcontext
 from portal.cli import domain_command
 from portal.extensions import db
 from portal.models import Role
-from portal.services.tokens import create_personal_token
+from portal.services.second_factor import remove_second_factor
+from portal.services.tokens import MAX_EXPIRES_DAYS, create_personal_token
 from portal.services.users import create_user, find_user
 
 
@@ -37,15 +38,44 @@ def create(name: str, role: str, password: str | None) -> None:
 @users.command("token", help="Print a new personal API token for NAME, once.")
 @click.argument("name")
 @click.option("--label", default="", help="What the token is for.")
+@click.option(
+    "--expires-days",
+    type=click.IntRange(1, MAX_EXPIRES_DAYS),
+    default=None,
+    help="Days until the token stops working (default: never).",
+)
+@click.option(
+    "--scope",
+    type=click.Choice(["full", "read"]),
+    default="full",
+    show_default=True,
+    help="'read' allows only GET requests.",
+)
 @with_appcontext
 @domain_command
-def token(name: str, label: str) -> None:
+def token(name: str, label: str, expires_days: int | None, scope: str) -> None:
     user = find_user(name.strip())
     if user is None:
         raise click.ClickException(f"No user named {name.strip()!r}.")
-    _, clear = create_personal_token(None, user, label)
+    _, clear = create_personal_token(None, user, label, expires_days=expires_days, scope=scope)
     db.session.commit()  # stored before the token is shown
     click.echo(clear)
+
+
+@users.command(
+    "reset-2fa", help="Turn off NAME's two-factor login (lost phone); ends their sessions."
+)
+@click.argument("name")
+@with_appcontext
+@domain_command
+def reset_2fa(name: str) -> None:
+    user = find_user(name.strip())
+    if user is None:
+        raise click.ClickException(f"No user named {name.strip()!r}.")
+    if not user.has_second_factor and not user.totp_secret:
+        raise click.ClickException(f"{user.username!r} has no second factor.")
+    remove_second_factor(None, user, "second_factor_reset")
+    click.echo(f"Two-factor login is off for {user.username!r}; they can enrol again.", err=True)
 
 
 @users.command("ensure-admin", help="Create the 'admin' user if no admin exists yet.")

@@ -3,11 +3,12 @@
 from portal.models.audit import AuditEvent, IdempotencyRecord
 from portal.models.commands import Command
 from portal.models.devices import Device
-from portal.models.enums import CommandSource, CommandStatus, Role, ScheduleKind
+from portal.models.enums import CommandSource, CommandStatus, Role, ScheduleKind, TokenScope
 from portal.models.readings import Reading
 from portal.models.schedules import Schedule, SchedulerPass
+from portal.models.sessions import UserSession
 from portal.models.types import utcnow
-from portal.models.users import PersonalToken, User
+from portal.models.users import PersonalToken, RecoveryCode, User
 
 __all__ = [
     "AuditEvent",
@@ -18,10 +19,13 @@ __all__ = [
     "IdempotencyRecord",
     "PersonalToken",
     "Reading",
+    "RecoveryCode",
     "Role",
     "Schedule",
     "ScheduleKind",
     "SchedulerPass",
+    "TokenScope",
     "User",
+    "UserSession",
     "utcnow",
 ]

@@ -8,12 +8,12 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from portal.extensions import db
+from portal.models.base import Model
 from portal.models.types import JSONType, UTCDateTime, utcnow
 from portal.models.users import User
 
 
-class AuditEvent(db.Model):
+class AuditEvent(Model):
     __tablename__ = "audit_events"
     __table_args__ = (Index("ix_audit_events_object", "object_type", "object_id"),)
 
@@ -38,7 +38,7 @@ class AuditEvent(db.Model):
         return f"{self.action} {self.object_type} {self.object_id}"
 
 
-class IdempotencyRecord(db.Model):
+class IdempotencyRecord(Model):
     """The first answer to a request sent with an ``Idempotency-Key``, kept for 24 h."""
 
     __tablename__ = "idempotency_records"

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from portal.extensions import db
+from portal.models.base import Model
 from portal.models.devices import Device
 from portal.models.enums import CommandSource, CommandStatus, enum_column
 from portal.models.schedules import Schedule
@@ -16,7 +16,7 @@ from portal.models.types import JSONType, UTCDateTime, utcnow
 from portal.models.users import User
 
 
-class Command(db.Model):
+class Command(Model):
     __tablename__ = "commands"
     __table_args__ = (
         # A schedule fires at most once per due time, however many schedulers run.

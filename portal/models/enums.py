@@ -11,6 +11,11 @@ class Role(enum.StrEnum):
     viewer = "viewer"
 
 
+class TokenScope(enum.StrEnum):
+    full = "full"
+    read = "read"
+
+
 class CommandStatus(enum.StrEnum):
     queued = "queued"
     delivered = "delivered"

@@ -7,12 +7,12 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from portal.extensions import db
+from portal.models.base import Model
 from portal.models.devices import Device
 from portal.models.types import BigIntKey, UTCDateTime
 
 
-class Reading(db.Model):
+class Reading(Model):
     __tablename__ = "readings"
     __table_args__ = (
         # Reading back one device (optionally one metric), newest first, by keyset.

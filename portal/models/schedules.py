@@ -8,13 +8,13 @@ from typing import Any
 from sqlalchemy import ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from portal.extensions import db
+from portal.models.base import Model
 from portal.models.devices import Device
 from portal.models.enums import ScheduleKind, enum_column
 from portal.models.types import JSONType, UTCDateTime, utcnow
 
 
-class Schedule(db.Model):
+class Schedule(Model):
     __tablename__ = "schedules"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -46,7 +46,7 @@ class Schedule(db.Model):
         return self.name
 
 
-class SchedulerPass(db.Model):
+class SchedulerPass(Model):
     """One pass of ``flask scheduler tick``: when, what it did, how late it was."""
 
     __tablename__ = "scheduler_passes"

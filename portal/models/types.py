@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import JSON, BigInteger, DateTime, Integer
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class UTCDateTime(TypeDecorator):
+class UTCDateTime(TypeDecorator[datetime]):
     """A timezone-aware UTC instant on every database.
 
     PostgreSQL keeps ``timestamptz``; SQLite has no zone, so UTC is stored naive and the zone is
@@ -22,7 +24,7 @@ class UTCDateTime(TypeDecorator):
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value, dialect):
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
@@ -32,7 +34,7 @@ class UTCDateTime(TypeDecorator):
             return value.replace(tzinfo=None)
         return value
 
-    def process_result_value(self, value, dialect):
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
@@ -40,7 +42,7 @@ class UTCDateTime(TypeDecorator):
         return value.astimezone(UTC)
 
 
-class _JSON(TypeDecorator):
+class _JSON(TypeDecorator[Any]):
     """JSONB on PostgreSQL, JSON text elsewhere.
 
     The PostgreSQL dialect is imported only when a PostgreSQL database is used: importing it
@@ -51,7 +53,7 @@ class _JSON(TypeDecorator):
     cache_ok = True
     should_evaluate_none = True  # as JSON: None is stored as JSON null, not skipped
 
-    def load_dialect_impl(self, dialect):
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name == "postgresql":
             from sqlalchemy.dialects.postgresql import JSONB
 

@@ -16,13 +16,28 @@ import signal
 import socket
 import threading
 import time
+import typing
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import FrameType
 from typing import Any
 
-from sqlalchemy import String, bindparam, cast, delete, func, insert, literal, select, update
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    String,
+    Update,
+    bindparam,
+    cast,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
 from portal.extensions import db
@@ -126,7 +141,7 @@ class _Due:
         }
 
 
-def _claim_group(ids: list[int], due: datetime, plan: timing.FirePlan):
+def _claim_group(ids: list[int], due: datetime, plan: timing.FirePlan) -> Update:
     """The claim for schedules that share a due time and a plan, as one statement."""
     values: dict[str, Any] = {
         "next_fire_at": plan.next_fire_at,
@@ -148,23 +163,36 @@ def _claim_group(ids: list[int], due: datetime, plan: timing.FirePlan):
 
 def _claim(batch: list[_Due]) -> int:
     """Claim every schedule of the batch; returns how many this process won."""
-    groups: dict[tuple, list[_Due]] = defaultdict(list)
+    groups: dict[tuple[datetime, timing.FirePlan], list[_Due]] = defaultdict(list)
     for due in batch:
         groups[(due.row.next_fire_at, due.plan)].append(due)
-    on_time, late, claimed = [], [], 0
+    on_time: list[dict[str, Any]] = []
+    late: list[dict[str, Any]] = []
+    claimed = 0
     for (at, plan), members in groups.items():
         if len(members) == 1:
             (on_time if members[0].on_time else late).append(members[0].claim_params())
         else:
             ids = [due.row.id for due in members]
-            claimed += db.session.execute(_claim_group(ids, at, plan)).rowcount
+            claimed += _rows_changed(_claim_group(ids, at, plan))
     for statement, params in ((_CLAIM_ON_TIME, on_time), (_CLAIM, late)):
         if params:
-            claimed += db.session.execute(statement, params).rowcount
+            claimed += _rows_changed(statement, params)
     return claimed
 
 
-def _plus_seconds(instant, seconds, dialect: str):
+def _rows_changed(
+    statement: Update, params: dict[str, Any] | list[dict[str, Any]] | None = None
+) -> int:
+    """Run a claim (an UPDATE of schedules) and return how many rows it changed."""
+    # Session.execute is typed to return a Result; for an UPDATE it is a CursorResult.
+    result = db.session.execute(statement, params)
+    return typing.cast(CursorResult[Any], result).rowcount
+
+
+def _plus_seconds(
+    instant: ColumnElement[datetime], seconds: ColumnElement[int], dialect: str
+) -> ColumnElement[str] | ColumnElement[datetime]:
     if dialect == "sqlite":
         # SQLAlchemy keeps SQLite instants as 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC): add whole
         # seconds and put the same fraction back, so the text stays in that exact form.
@@ -288,7 +316,7 @@ def _plan(rows: Sequence[Any], now: datetime) -> list[_Due]:
     # Schedules with the same timing columns (all but the id) have the same plan at ``now``:
     # a fleet's schedules are mostly copies of a few, and building a spec per row was a third
     # of a 10,000-schedule pass's Python time.
-    plans: dict[tuple, timing.FirePlan] = {}
+    plans: dict[tuple[Any, ...], timing.FirePlan] = {}
     for row in rows:
         key = tuple(row[1:])
         plan = plans.get(key)
@@ -368,7 +396,7 @@ def _fire_one(due: _Due, now: datetime, tally: _Tally) -> None:
 def _claim_one(due: _Due) -> bool:
     """Advance the schedule only if it still holds the due time read: True = this process won."""
     statement = _CLAIM_ON_TIME if due.on_time else _CLAIM
-    if db.session.execute(statement, due.claim_params()).rowcount == 1:
+    if _rows_changed(statement, due.claim_params()) == 1:
         return True
     db.session.rollback()
     return False
@@ -430,13 +458,13 @@ def _reset_session() -> None:
     db.session.remove()
 
 
-def _on_signals(stop: threading.Event):
+def _on_signals(stop: threading.Event) -> Callable[[], None]:
     """Make SIGTERM and SIGINT set ``stop``; return a function that restores the old handlers."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
 
-    def handle(signum, _frame):
+    def handle(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %s: finishing the pass, then stopping", signum)
         stop.set()
 

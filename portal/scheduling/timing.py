@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from functools import lru_cache
+from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from cron_descriptor import ExpressionDescriptor, Options
@@ -25,6 +26,7 @@ MAX_INTERVAL_SECONDS = 10 * 366 * 24 * 3600
 # slow; past this many the count stops (the fire decision stays exact, see plan_fire).
 CATCH_UP_LIMIT = 10_000
 _TINY = timedelta(microseconds=1)
+_V = TypeVar("_V")
 
 
 class TimingError(ValueError):
@@ -133,6 +135,16 @@ def validate_instant(value: object, field: str) -> datetime | None:
     return value.astimezone(UTC)
 
 
+def required(value: _V | None, field: str) -> _V:
+    """Return a value the spec's kind needs, or raise TimingError naming ``field``.
+
+    ``make_spec`` always sets it; a spec or row read back from storage is unvalidated.
+    """
+    if value is None:
+        raise TimingError(field, f"This kind of schedule needs {field}.")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class Spec:
     """When a schedule is due: one kind, its zone and its window (instants in UTC).
@@ -213,7 +225,7 @@ def check_fires(spec: Spec, now: datetime) -> datetime:
     if first is not None:
         return first
     if spec.kind == ONCE:
-        if spec.run_at <= now:
+        if required(spec.run_at, "run_at") <= now:
             raise TimingError("run_at", "This time has passed; a one-off must be in the future.")
         raise TimingError("run_at", "run_at lies outside the start_at/end_at window.")
     if spec.end_at is not None:
@@ -237,11 +249,16 @@ def next_fire_after(spec: Spec, after: datetime) -> datetime | None:
         # Start is inclusive: look from just before it.
         after = spec.start_at - _TINY
     if spec.kind == CRON:
-        due = _next_cron(spec.cron, spec.timezone, after)
+        due = _next_cron(required(spec.cron, "cron"), spec.timezone, after)
     elif spec.kind == INTERVAL:
-        due = _next_interval(spec.anchor, spec.interval_seconds, after)
+        due = _next_interval(
+            required(spec.anchor, "start_at"),
+            required(spec.interval_seconds, "interval_seconds"),
+            after,
+        )
     else:
-        due = spec.run_at if spec.run_at > after else None
+        run_at = required(spec.run_at, "run_at")
+        due = run_at if run_at > after else None
     if due is None or (spec.end_at is not None and due >= spec.end_at):
         return None
     if spec.start_at is not None and due < spec.start_at:
@@ -288,7 +305,7 @@ def _latest_due(
     if spec.kind == ONCE:
         return due, 0
     if spec.kind == INTERVAL:
-        step = timedelta(seconds=spec.interval_seconds)
+        step = timedelta(seconds=required(spec.interval_seconds, "interval_seconds"))
         last = now if spec.end_at is None else min(now, spec.end_at - _TINY)
         count = max(0, (last - due) // step)
         return due + count * step, count

@@ -6,15 +6,15 @@ lives here once. An object out of reach is "not found", never "forbidden".
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import TypeVarTuple
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, SQLColumnExpression, false, select
 
 from portal.extensions import db
 from portal.models import Device, Role, User
 from portal.services.errors import Forbidden, NotFound
 
-T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 
 def sees_all(user: User) -> bool:
@@ -25,25 +25,26 @@ def can_write(user: User) -> bool:
     return user.role in (Role.admin, Role.operator)
 
 
-def visible_device_ids(user: User) -> Select | None:
+def visible_device_ids(user: User) -> Select[int] | None:
     """A subquery of the device ids the user may see, or None when they see every device."""
     if sees_all(user):
         return None
     return select(Device.id).where(Device.owner_id == user.id)
 
 
-def scope(query: Select, user: User, device_column) -> Select:
+def scope(query: Select[*Ts], user: User, device_column: SQLColumnExpression[int]) -> Select[*Ts]:
     """Limit ``query`` to rows whose ``device_column`` is a device the user may see."""
-    if sees_all(user):
+    device_ids = visible_device_ids(user)
+    if device_ids is None:
         return query
-    return query.where(device_column.in_(visible_device_ids(user)))
+    return query.where(device_column.in_(device_ids))
 
 
-def device_query_for(user: User, *, for_change: bool = False) -> Select:
+def device_query_for(user: User, *, for_change: bool = False) -> Select[Device]:
     """Devices the user may see (or, with ``for_change``, change)."""
     query = select(Device)
     if for_change and user.role is Role.viewer:
-        return query.where(False)
+        return query.where(false())
     if user.role is Role.operator:
         query = query.where(Device.owner_id == user.id)
     return query

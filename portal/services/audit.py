@@ -63,14 +63,49 @@ def record(
     changes: dict[str, Any] | None = None,
 ) -> AuditEvent:
     """Add an audit entry for ``action`` on ``obj`` to the session (the edge commits)."""
+    return _add(
+        actor,
+        action,
+        type(obj).__tablename__.rstrip("s"),
+        str(obj.id),
+        str(obj),
+        changes,
+    )
+
+
+def record_login_attempt(action: str, username: str, user: User | None = None) -> AuditEvent:
+    """Audit a login that did not open a session (``login_failed``, ``login_throttled``,
+    ``second_factor_failed``), about a user who may not exist: the name tried is kept."""
+    return _add(
+        user,
+        action,
+        "user",
+        str(user.id) if user is not None else "",
+        username,
+        None,
+        actor_name=username,
+    )
+
+
+def _add(
+    actor: User | None,
+    action: str,
+    object_type: str,
+    object_id: str,
+    object_repr: str,
+    changes: dict[str, Any] | None,
+    actor_name: str | None = None,
+) -> AuditEvent:
     origin = _origin.get()
+    if actor_name is None:
+        actor_name = actor.username if actor is not None else origin.via
     event = AuditEvent(
         actor_id=actor.id if actor is not None else None,
-        actor_name=actor.username if actor is not None else origin.via,
+        actor_name=actor_name[:64],
         action=action,
-        object_type=type(obj).__tablename__.rstrip("s"),
-        object_id=str(obj.id),
-        object_repr=str(obj)[:200],
+        object_type=object_type,
+        object_id=object_id,
+        object_repr=object_repr[:200],
         changes=changes or {},
         via=origin.via,
         remote_addr=origin.remote_addr[:64],

@@ -8,7 +8,16 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, cast, func, literal_column, select, text
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    SQLColumnExpression,
+    cast,
+    func,
+    literal_column,
+    select,
+    text,
+)
 
 from portal.extensions import db
 from portal.models import Reading
@@ -22,7 +31,9 @@ BUCKETS = 120
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _bucket(column, seconds: int, dialect: str):
+def _bucket(
+    column: SQLColumnExpression[datetime], seconds: int, dialect: str
+) -> ColumnElement[int] | ColumnElement[datetime]:
     """Which ``seconds``-long slice of time ``column`` falls in: on SQLite the slice's number
     (epoch seconds // seconds), on PostgreSQL the instant it starts."""
     if dialect == "sqlite":
@@ -93,7 +104,7 @@ def reading_series(
     )
     with _hash_grouping(dialect):
         rows = db.session.execute(query).all()
-    metrics: dict[str, dict[str, list]] = {}
+    metrics: dict[str, dict[str, list[float]]] = {}
     for metric, slot, avg, low, high in rows:
         series = metrics.setdefault(metric, {"t": [], "avg": [], "min": [], "max": []})
         series["t"].append(_epoch_seconds(slot, bucket_seconds))

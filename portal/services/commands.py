@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeAlias, cast
 
-from sqlalchemy import Row, and_, bindparam, or_, select, update
+from sqlalchemy import CursorResult, Row, Update, and_, bindparam, or_, select, update
 
 from portal.extensions import db
 from portal.models import Command, CommandSource, CommandStatus, Device, User, utcnow
@@ -113,18 +113,24 @@ def get_command_for(user: User, command_id: int) -> Command:
     return command
 
 
+def _execute_update(statement: Update) -> int:
+    """Run an ORM UPDATE that leaves loaded objects alone; return how many rows it changed."""
+    # Session.execute is typed to return a Result; for an UPDATE it is a CursorResult.
+    result = cast(CursorResult[Any], db.session.execute(statement, execution_options=_PLAIN))
+    return result.rowcount
+
+
 def cancel_command(actor: User | None, command: Command) -> Command:
     """Cancel a queued or delivered command; any other status is a Conflict."""
     if actor is not None:
         check_change(actor, command.device)
     before = command.status.value
     now = utcnow()
-    changed = db.session.execute(
+    changed = _execute_update(
         update(Command)
         .where(Command.id == command.id, Command.status.in_(OPEN))
-        .values(status=CommandStatus.cancelled, finished_at=now, lease_expires_at=None),
-        execution_options=_PLAIN,
-    ).rowcount
+        .values(status=CommandStatus.cancelled, finished_at=now, lease_expires_at=None)
+    )
     db.session.refresh(command)
     if not changed:
         raise Conflict(
@@ -180,6 +186,8 @@ _POLL = (
     .order_by(_T.c.id)
     .limit(bindparam("wanted"))
 )
+# What a device's poll hands out: id, status, attempts, action, payload, created_at, expires_at.
+PolledCommand: TypeAlias = Row[int, CommandStatus, int, str, dict[str, Any], datetime, datetime]
 _AS_READ = (
     _T.c.id == bindparam("command_id"),
     _T.c.status == bindparam("read_status"),
@@ -213,7 +221,7 @@ def poll_commands(
     now: datetime | None = None,
     lease_seconds: int = LEASE_SECONDS,
     max_attempts: int = MAX_ATTEMPTS,
-) -> list[Row]:
+) -> list[PolledCommand]:
     """Hand out up to ``limit`` of the device's commands, oldest first, and mark them delivered.
 
     A command is handed out when it is queued, or delivered with its lease run out; each
@@ -226,7 +234,7 @@ def poll_commands(
     now = now or utcnow()
     connection = db.session.connection()
     lease_until = now + timedelta(seconds=lease_seconds)
-    handed: list[Row] = []
+    handed: list[PolledCommand] = []
     after_id = 0
     while len(handed) < limit:
         wanted = limit - len(handed)
@@ -276,24 +284,23 @@ def report_result(
     for a status other than succeeded/failed or a result that is not an object.
     """
     try:
-        status = CommandStatus(status)
+        reported: CommandStatus | None = CommandStatus(status)
     except ValueError:
-        status = None
-    if status not in RESULT_STATUSES:
+        reported = None
+    if reported not in RESULT_STATUSES:
         raise InvalidInput(fields={"status": "succeeded or failed."})
     result = validate_payload(result, "result")
-    changed = db.session.execute(
+    changed = _execute_update(
         update(Command)
         .where(Command.id == command_id, Command.device_id == device.id, Command.status.in_(OPEN))
-        .values(status=status, result=result, finished_at=now or utcnow(), lease_expires_at=None),
-        execution_options=_PLAIN,
-    ).rowcount
+        .values(status=reported, result=result, finished_at=now or utcnow(), lease_expires_at=None)
+    )
     command = db.session.execute(
         select(Command).where(Command.id == command_id).execution_options(populate_existing=True)
     ).scalar_one_or_none()
     if command is None or command.device_id != device.id:
         raise NotFound("No such command.")
-    if changed or command.status is status:
+    if changed or command.status is reported:
         return command
     raise Conflict(
         f"Command {command_id} is already {command.status.value}.", code="already_finished"
@@ -306,13 +313,12 @@ def expire_commands(now: datetime, max_attempts: int = MAX_ATTEMPTS) -> int:
 
     Safe to run from several scheduler processes at once: each UPDATE only moves open rows.
     """
-    expired = db.session.execute(
+    expired = _execute_update(
         update(Command)
         .where(Command.status.in_(OPEN), Command.expires_at <= now)
-        .values(status=CommandStatus.expired, finished_at=now, lease_expires_at=None),
-        execution_options=_PLAIN,
-    ).rowcount
-    failed = db.session.execute(
+        .values(status=CommandStatus.expired, finished_at=now, lease_expires_at=None)
+    )
+    failed = _execute_update(
         update(Command)
         .where(
             Command.status == CommandStatus.delivered,
@@ -321,7 +327,6 @@ def expire_commands(now: datetime, max_attempts: int = MAX_ATTEMPTS) -> int:
         )
         .values(
             status=CommandStatus.failed, reason="no_result", finished_at=now, lease_expires_at=None
-        ),
-        execution_options=_PLAIN,
-    ).rowcount
+        )
+    )
     return (expired or 0) + (failed or 0)

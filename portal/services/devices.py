@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm.attributes import set_committed_value
@@ -23,9 +23,9 @@ DEVICE_FIELDS = ("name", "kind", "location", "description", "enabled", "owner_id
 LIMITS = {"name": 100, "location": 200, "description": 5000}
 
 
-def _clean(fields: dict) -> dict:
+def _clean(fields: dict[str, Any]) -> dict[str, Any]:
     errors: dict[str, str] = {}
-    clean: dict = {}
+    clean: dict[str, Any] = {}
     for name, value in fields.items():
         if name in LIMITS:
             value = "" if value is None else str(value).strip()
@@ -107,7 +107,7 @@ def create_device(
     return device, token
 
 
-def update_device(actor: User | None, device: Device, **fields) -> Device:
+def update_device(actor: User | None, device: Device, **fields: Any) -> Device:
     """Change a device's name, kind, location, description, enabled flag or (admin) owner."""
     if actor is not None:
         check_change(actor, device)
@@ -192,6 +192,8 @@ def device_for_token(token: str, touch_seconds: int = 60) -> Device | None:
     if ref is None:
         return None
     device = db.session.get(Device, ref.id)
+    if device is None:  # deleted since its token was looked up
+        return None
     set_committed_value(device, "last_seen_at", ref.last_seen_at)
     return device
 
@@ -204,7 +206,7 @@ def record_heartbeat(
     One UPDATE; ``updated_at`` is left alone (it tracks changes people make).
     Raises InvalidInput for a firmware string over 64 characters.
     """
-    values: dict = {"last_seen_at": now or utcnow(), "updated_at": _DEVICES.c.updated_at}
+    values: dict[str, Any] = {"last_seen_at": now or utcnow(), "updated_at": _DEVICES.c.updated_at}
     if firmware is not None:
         if len(firmware) > 64:
             raise InvalidInput(fields={"firmware": "At most 64 characters."})

@@ -7,12 +7,14 @@ class DomainError(Exception):
     code = "error"
     status = 400
 
-    def __init__(self, message: str, *, code: str | None = None, fields: dict | None = None):
+    def __init__(
+        self, message: str, *, code: str | None = None, fields: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         if code:
             self.code = code
-        self.fields = fields
+        self.fields: dict[str, str] | None = fields
 
 
 class NotFound(DomainError):
@@ -39,8 +41,11 @@ class InvalidInput(DomainError):
 
     code = "validation_error"
     status = 422
+    fields: dict[str, str]
 
-    def __init__(self, message: str = "Some fields are invalid.", *, fields: dict | None = None):
+    def __init__(
+        self, message: str = "Some fields are invalid.", *, fields: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message, fields=fields or {})
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import bindparam, delete, insert, select
+from sqlalchemy import CursorResult, bindparam, delete, insert, select
 
 from portal.extensions import db
 from portal.models import IdempotencyRecord
@@ -98,5 +98,8 @@ def purge_expired(now: datetime) -> int:
     """Delete records older than 24 h; return how many went."""
     # On the table, not the entity: an ORM delete would first configure every mapper, a
     # visible part of a `flask scheduler tick` process's time.
-    result = db.session.execute(delete(_T).where(_T.c.created_at <= now - WINDOW))
+    # Session.execute is typed to return a Result; for a DELETE it is a CursorResult.
+    result = cast(
+        CursorResult[Any], db.session.execute(delete(_T).where(_T.c.created_at <= now - WINDOW))
+    )
     return result.rowcount or 0

@@ -92,7 +92,7 @@ def validate_readings(
                 clean.append((metric, value, at))
                 continue
         row, item_errors = _check_item(ReadingInput(*item), now)
-        if item_errors:
+        if row is None:
             errors.update({f"{field}.{index}.{name}": msg for name, msg in item_errors.items()})
         else:
             clean.append(row)
@@ -167,7 +167,7 @@ def list_readings(
     until: datetime | None = None,
     limit: int = 50,
     before: tuple[datetime, int] | None = None,
-) -> list[Row]:
+) -> list[Row[int, str, float, datetime]]:
     """A device's readings, newest first: rows of ``(id, metric, value, recorded_at)``.
 
     ``since`` is inclusive, ``until`` exclusive; ``before`` is the keyset position

@@ -6,8 +6,9 @@ job (``portal.scheduling.runner``). Every change here writes one audit entry.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any, overload
 from zoneinfo import ZoneInfo
 
 from portal.extensions import db
@@ -134,7 +135,7 @@ def _clean_timing(
     if len(given) != 1:
         for name in given or KIND_FIELDS:
             errors[name] = EXACTLY_ONE
-    checks = [
+    checks: list[tuple[str, Callable[[Any], object]]] = [
         ("timezone", lambda v: timing.validate_timezone(v)),
         ("start_at", lambda v: timing.validate_instant(v, "start_at")),
         ("end_at", lambda v: timing.validate_instant(v, "end_at")),
@@ -229,7 +230,7 @@ def create_schedule(
     errors: dict[str, str] = {}
     clean = _clean_plain(values, errors)
     spec = _clean_timing(values, now, errors)
-    if errors:
+    if spec is None or errors:
         raise InvalidInput(fields=errors)
     first = _first_fire(spec, now)
     schedule = Schedule(device=target, created_at=now, updated_at=now, **clean)
@@ -289,7 +290,7 @@ def update_schedule(
     clean = _clean_plain(fields, errors)
     merged = _merged_timing(schedule, fields)
     spec = _clean_timing(merged, schedule.created_at or now, errors)
-    if errors:
+    if spec is None or errors:
         raise InvalidInput(fields=errors)
     current = spec_of(schedule)
     timing_changed = spec != current
@@ -421,19 +422,25 @@ def describe(schedule: Schedule) -> str:
     if schedule.kind is ScheduleKind.cron:
         return f"{timing.describe_cron(schedule.cron)} ({schedule.timezone})"
     if schedule.kind is ScheduleKind.interval:
-        return timing.describe_interval(schedule.interval_seconds)
-    local = to_local(schedule.run_at, schedule.timezone)
+        return timing.describe_interval(
+            timing.required(schedule.interval_seconds, "interval_seconds")
+        )
+    local = to_local(timing.required(schedule.run_at, "run_at"), schedule.timezone)
     shown = local.strftime("%Y-%m-%d %H:%M:%S" if local.second else "%Y-%m-%d %H:%M")
     return f"once at {shown} ({schedule.timezone})"
 
 
-def _zone_or_utc(tz: str | None):
+def _zone_or_utc(tz: str | None) -> tzinfo:
     try:
         return ZoneInfo(timing.validate_timezone(tz))
     except timing.TimingError:
         return UTC
 
 
+@overload
+def to_local(dt_utc: datetime, tz: str) -> datetime: ...
+@overload
+def to_local(dt_utc: None, tz: str) -> None: ...
 def to_local(dt_utc: datetime | None, tz: str) -> datetime | None:
     """The instant as a naive wall-clock time in ``tz`` (UTC if ``tz`` is unknown)."""
     if dt_utc is None:

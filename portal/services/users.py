@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
+from typing import Any
 
 from flask import current_app, has_app_context
 from sqlalchemy import func, select
@@ -14,10 +16,11 @@ from portal.scheduling.timing import TimingError, validate_timezone
 from portal.services import audit
 from portal.services.access import require_admin
 from portal.services.errors import Conflict, InvalidInput, NotFound
+from portal.services.sessions import end_user_sessions
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 MIN_PASSWORD = 8
-USER_FIELDS = ("username", "role", "active", "timezone")
+USER_FIELDS = ("username", "role", "active", "timezone", "locale")
 # A hash to compare against when the user does not exist, so a failed login takes as long
 # whether or not the name is known.
 _DUMMY_HASH: dict[str, str] = {}
@@ -78,8 +81,18 @@ def create_user(
     return user
 
 
-def update_user(actor: User | None, user: User, *, password: str | None = None, **fields) -> User:
-    """Change role, active flag, timezone or password; audit what changed."""
+def update_user(
+    actor: User | None,
+    user: User,
+    *,
+    password: str | None = None,
+    languages: Collection[str] = (),
+    **fields: Any,
+) -> User:
+    """Change role, active flag, timezone, language or password; audit what changed.
+
+    A ``locale`` field must be one of ``languages``; empty or None follows the browser.
+    """
     if actor is not None:
         require_admin(actor)
     before = audit.snapshot(user, USER_FIELDS)
@@ -97,6 +110,8 @@ def update_user(actor: User | None, user: User, *, password: str | None = None, 
             user.timezone = validate_timezone(fields.pop("timezone"))
         except TimingError as exc:
             raise InvalidInput(fields={exc.field: exc.message}) from None
+    if "locale" in fields:
+        user.locale = validate_locale(fields.pop("locale"), languages)
     if (
         actor is not None
         and actor.id == user.id
@@ -109,7 +124,22 @@ def update_user(actor: User | None, user: User, *, password: str | None = None, 
         changes["password"] = ["***", "***"]
     if changes:
         audit.record(actor, "update", user, changes)
+    reason = _session_ending_change(changes)
+    if reason:
+        end_user_sessions(actor, user, reason)
     return user
+
+
+def _session_ending_change(changes: dict[str, Any]) -> str | None:
+    """Why an admin's change ends every session of the user, if it does: a new password, a
+    new role, or deactivation (SECURITY.md, Sessions)."""
+    if "password" in changes:
+        return "password_reset"
+    if "active" in changes and not changes["active"][1]:
+        return "deactivated"
+    if "role" in changes:
+        return "role_changed"
+    return None
 
 
 def delete_user(actor: User | None, user: User) -> None:
@@ -150,15 +180,35 @@ def authenticate(username: str, password: str) -> User | None:
     return user
 
 
+def validate_locale(locale: str | None, languages: Collection[str]) -> str | None:
+    """Return ``locale`` if it is one of ``languages``; empty or None (follow the browser) is None.
+
+    Raises InvalidInput naming the ``locale`` field for any other value.
+    """
+    if not locale:
+        return None
+    if locale not in languages:
+        choices = ", ".join(languages)
+        raise InvalidInput(fields={"locale": f"One of {choices}, or empty to follow the browser."})
+    return locale
+
+
 def update_own_settings(
     user: User,
     *,
     timezone: str | None = None,
+    locale: str | None = None,
+    languages: Collection[str] = (),
     current_password: str | None = None,
     new_password: str | None = None,
+    session_key: str | None = None,
 ) -> User:
-    """Let a user change their own time zone, and their password given the current one."""
-    changes: dict = {}
+    """Let a user change their own time zone and language, and their password given the
+    current one.
+
+    ``locale`` is one of ``languages``, or "" to follow the browser; None leaves it unchanged.
+    """
+    changes: dict[str, list[str | None]] = {}
     if timezone is not None and timezone != user.timezone:
         try:
             zone = validate_timezone(timezone)
@@ -166,6 +216,11 @@ def update_own_settings(
             raise InvalidInput(fields={exc.field: exc.message}) from None
         changes["timezone"] = [user.timezone, zone]
         user.timezone = zone
+    if locale is not None:
+        chosen = validate_locale(locale, languages)
+        if chosen != user.locale:
+            changes["locale"] = [user.locale, chosen]
+            user.locale = chosen
     if new_password:
         if not check_password_hash(user.password_hash, current_password or ""):
             raise InvalidInput(fields={"current_password": "This is not your password."})
@@ -173,4 +228,7 @@ def update_own_settings(
         changes["password"] = ["***", "***"]
     if changes:
         audit.record(user, "update", user, changes)
+    if new_password:
+        # Every other session ends; the one that changed the password (``session_key``) stays.
+        end_user_sessions(user, user, "password_changed", keep_key=session_key)
     return user

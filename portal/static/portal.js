@@ -21,13 +21,20 @@ document.addEventListener("DOMContentLoaded", function () {
     });
   });
 
+  // "3 min ago", "vor 3 Min.", "il y a 3 min" in the page's language (<html lang>).
+  var lang = document.documentElement.lang || "en";
+  var words = window.Intl && Intl.RelativeTimeFormat ?
+    new Intl.RelativeTimeFormat(lang, {numeric: "auto", style: "short"}) : null;
   function relative(seconds) {
-    var ago = seconds >= 0, s = Math.abs(seconds), text;
-    if (s < 45) { text = "just now"; return text; }
-    if (s < 3600) { text = Math.round(s / 60) + " min"; }
-    else if (s < 86400) { text = Math.round(s / 3600) + " h"; }
-    else { text = Math.round(s / 86400) + " d"; }
-    return ago ? text + " ago" : "in " + text;
+    var s = Math.abs(seconds), sign = seconds >= 0 ? -1 : 1, amount, unit;
+    if (s < 45) { amount = 0; unit = "second"; }
+    else if (s < 3600) { amount = Math.round(s / 60); unit = "minute"; }
+    else if (s < 86400) { amount = Math.round(s / 3600); unit = "hour"; }
+    else { amount = Math.round(s / 86400); unit = "day"; }
+    if (words) { return words.format(sign * amount, unit); }
+    if (!amount) { return "just now"; }
+    var text = amount + {minute: " min", hour: " h", day: " d"}[unit];
+    return sign < 0 ? text + " ago" : "in " + text;
   }
   document.querySelectorAll("time[data-relative]").forEach(function (el) {
     var at = Date.parse(el.getAttribute("datetime"));
@@ -45,6 +52,23 @@ document.addEventListener("DOMContentLoaded", function () {
     // Every chart spans the chosen range, so they line up, and a metric with one reading
     // does not stretch its axis over years.
     var range = [Date.parse(chart.since) / 1000, Date.parse(chart.until) / 1000];
+    var labels = JSON.parse(target.getAttribute("data-labels") || "{}");
+    // Times in the user's zone (as everywhere on the page), written the page language's way.
+    var zone = target.getAttribute("data-zone") || "UTC";
+    var dayFormat = new Intl.DateTimeFormat(lang, {timeZone: zone, day: "numeric", month: "short"});
+    var timeFormat = new Intl.DateTimeFormat(lang, {timeZone: zone, hour: "2-digit", minute: "2-digit"});
+    var fullFormat = new Intl.DateTimeFormat(lang, {timeZone: zone, dateStyle: "medium", timeStyle: "short"});
+    var at = function (seconds) { return new Date(seconds * 1000); };
+    var ticks = function (u, splits, axis, space, step) {
+      var lastDay = null;
+      return splits.map(function (seconds) {
+        var day = dayFormat.format(at(seconds));
+        var text = step >= 86400 ? day : timeFormat.format(at(seconds)) +
+          (day !== lastDay ? "\n" + day : "");
+        lastDay = day;
+        return text;
+      });
+    };
     Object.keys(chart.metrics).forEach(function (metric, i) {
       var s = chart.metrics[metric];
       var box = document.createElement("div");
@@ -54,11 +78,14 @@ document.addEventListener("DOMContentLoaded", function () {
       var width = Math.max(280, target.clientWidth - 8);
       new window.uPlot({
         title: metric, width: width, height: 180,
-        series: [{}, {label: "avg", stroke: palette[i % palette.length], width: 2},
-                 {label: "min", stroke: "#8c959f", dash: [4, 4]},
-                 {label: "max", stroke: "#8c959f", dash: [4, 4]}],
+        tzDate: function (seconds) { return window.uPlot.tzDate(at(seconds), zone); },
+        series: [{label: labels.time || "Time", value: function (u, seconds) {
+                   return seconds == null ? "--" : fullFormat.format(at(seconds)); }},
+                 {label: labels.avg || "avg", stroke: palette[i % palette.length], width: 2},
+                 {label: labels.min || "min", stroke: "#8c959f", dash: [4, 4]},
+                 {label: labels.max || "max", stroke: "#8c959f", dash: [4, 4]}],
         scales: {x: {time: true, range: range}},
-        axes: [{}, {size: 50}]
+        axes: [{values: ticks}, {size: 50}]
       }, [s.t, s.avg, s.min, s.max], box);
     });
   }

@@ -1,11 +1,12 @@
 """Changes through the admin: devices, users and tokens, each audited; tokens shown once."""
 
 import re
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
-from portal.models import AuditEvent, Device, PersonalToken, Role, User
+from portal.models import AuditEvent, Device, PersonalToken, Role, User, utcnow
 from portal.services.tokens import hash_token
 from portal.services.users import authenticate
 from tests import factories
@@ -249,3 +250,27 @@ def test_operator_sends_a_command_from_the_admin(client, db, login_as, operator,
         {"seconds": 5},
         "queued",
     )
+
+
+def test_admin_token_form_sets_an_expiry_and_the_read_scope(client, db, login_as, admin, operator):
+    login_as(admin)
+    response = post_form(
+        client,
+        "/admin/tokens/new/",
+        {"user": operator.id, "label": "grafana", "expires_days": "30", "scope": "read"},
+    )
+    token = shown_token(response.get_data(as_text=True))
+    row = db.session.execute(select(PersonalToken)).scalar_one()
+
+    assert row.token_hash == hash_token(token)
+    assert row.scope.value == "read"
+    assert timedelta(days=29, hours=23) < row.expires_at - utcnow() <= timedelta(days=30)
+
+
+def test_admin_token_form_refuses_a_bad_expiry(client, db, login_as, admin, operator):
+    login_as(admin)
+    response = post_form(
+        client, "/admin/tokens/new/", {"user": operator.id, "expires_days": "0", "scope": "full"}
+    )
+    assert response.status_code == 200
+    assert db.session.execute(select(PersonalToken)).first() is None

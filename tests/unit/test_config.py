@@ -76,3 +76,49 @@ def test_bad_setting_fails_loudly_naming_the_variable(instance, monkeypatch, nam
 def test_bad_database_url_names_the_variable(instance):
     with pytest.raises(ConfigError, match="PORTAL_DATABASE_URL"):
         build(instance, DATABASE_URL="not a url")
+
+
+def test_portal_instance_path_chooses_the_instance_folder(instance, monkeypatch):
+    monkeypatch.delenv("PORTAL_DATABASE_URL", raising=False)
+    monkeypatch.delenv("PORTAL_SECRET_KEY", raising=False)
+    monkeypatch.setenv("PORTAL_INSTANCE_PATH", str(instance))
+    app = create_app()
+    assert app.instance_path == str(instance)
+    assert app.config["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{instance}/portal.sqlite3"
+    assert (instance / "secret_key").exists()
+
+
+def test_processes_starting_at_once_share_one_generated_secret_key(instance):
+    import subprocess
+    import sys
+
+    code = (
+        "import os; os.environ.pop('PORTAL_SECRET_KEY', None); from portal import create_app; "
+        f"print(create_app({{'INSTANCE_PATH': {str(instance)!r}}}).config['SECRET_KEY'])"
+    )
+    processes = [
+        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        for _ in range(6)
+    ]
+    keys = {process.communicate(timeout=120)[0].strip() for process in processes}
+
+    assert keys == {(instance / "secret_key").read_text().strip()}
+    assert [p.name for p in instance.iterdir() if "secret" in p.name] == ["secret_key"]
+
+
+@pytest.mark.parametrize("value", [-1, 11, "two", True])
+def test_a_bad_proxy_count_stops_the_start_naming_the_variable(instance, value):
+    with pytest.raises(ConfigError, match="PORTAL_PROXY_COUNT"):
+        build(instance, PROXY_COUNT=value)
+
+
+@pytest.mark.parametrize("proxies,seen", [(0, "127.0.0.1"), (1, "203.0.113.9")])
+def test_the_client_address_comes_from_x_forwarded_for_only_behind_trusted_proxies(
+    instance, proxies, seen
+):
+    from flask import request
+
+    app = build(instance, PROXY_COUNT=proxies, SECRET_KEY="x")
+    app.add_url_rule("/ip", "ip", lambda: request.remote_addr)
+    response = app.test_client().get("/ip", headers={"X-Forwarded-For": "203.0.113.9"})
+    assert response.get_data(as_text=True) == seen
