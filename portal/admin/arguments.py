@@ -127,8 +127,8 @@ class RefusesJunk(BaseFilter):
             return False
         if isinstance(self, FilterLike | FilterNotLike) and not like_term_ok(value):
             return False
-        column = self.column  # type: ignore[attr-defined]
-        return all(fits(item, column) for item in (clean if isinstance(clean, list) else [clean]))
+        items = clean if isinstance(clean, list) else [clean]  # "in list" filters give lists
+        return all(fits(item, self.column) for item in items)
 
 
 @cache

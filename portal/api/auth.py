@@ -46,10 +46,15 @@ def refuse_bad_token(message: str) -> NotAuthenticated:
     through the limiter's storage, Redis when configured), and answer 401, or 429 once the
     address is over the limit. Good tokens never reach this, so they are never slowed."""
     limit = parse(current_app.config["BAD_TOKEN_LIMIT"])
-    address = request.remote_addr or ""
+    # The same prefix as the limiter's own keys, so portals sharing one Redis count apart.
+    key = (
+        current_app.config.get("RATELIMIT_KEY_PREFIX") or "",
+        "bad-token",
+        request.remote_addr or "",
+    )
     try:
-        allowed = limiter.limiter.hit(limit, "bad-token", address)
-        reset_at = limiter.limiter.get_window_stats(limit, "bad-token", address).reset_time
+        allowed = limiter.limiter.hit(limit, *key)
+        reset_at = limiter.limiter.get_window_stats(limit, *key).reset_time
     except Exception:  # the store (Redis) is away: still 401, as the login limiter fails open
         current_app.logger.warning("bad-token limiter store unavailable; not counting")
         allowed, reset_at = True, 0.0

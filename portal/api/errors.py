@@ -132,6 +132,8 @@ READ_ONLY = Refusal(
 UNAVAILABLE = Refusal(
     503, "database_unavailable", "The database is unavailable; nothing was changed.", 5
 )
+# Another writer held SQLite's lock longer than the busy timeout: a retry soon will do.
+BUSY = Refusal(503, "database_busy", "The database is busy; nothing was changed, try again.", 1)
 # The pool has already dropped the connection and its siblings, so a retry gets a fresh one.
 CONNECTION_LOST = Refusal(
     503, "database_unavailable", "The database connection was lost; try again.", 1
@@ -143,6 +145,8 @@ SQLITE_REFUSALS = {
     sqlite3.SQLITE_READONLY: READ_ONLY,
     sqlite3.SQLITE_IOERR: UNAVAILABLE,
     sqlite3.SQLITE_CANTOPEN: UNAVAILABLE,
+    sqlite3.SQLITE_BUSY: BUSY,
+    sqlite3.SQLITE_LOCKED: BUSY,
 }
 # By SQLSTATE; the rest of class 53 (out of memory, too many connections) is UNAVAILABLE.
 POSTGRES_REFUSALS = {
@@ -200,11 +204,11 @@ def _read_only_session(dbapi_connection: Any) -> bool:
     # both settings to the client, so psycopg knows them without a round trip.
     if getattr(dbapi_connection, "read_only", False):
         return True
-    status = getattr(getattr(dbapi_connection, "info", None), "parameter_status", None)
-    return status is not None and "on" in (
-        status("default_transaction_read_only"),
-        status("in_hot_standby"),
-    )
+    info = getattr(dbapi_connection, "info", None)
+    if info is None or getattr(dbapi_connection, "closed", True):
+        return False
+    status = info.parameter_status
+    return "on" in (status("default_transaction_read_only"), status("in_hot_standby"))
 
 
 def database_error(exc: DBAPIError):

@@ -75,7 +75,9 @@ def record(
 
 def record_login_attempt(action: str, username: str, user: User | None = None) -> AuditEvent:
     """Audit a login that did not open a session (``login_failed``, ``login_throttled``,
-    ``second_factor_failed``), about a user who may not exist: the name tried is kept."""
+    ``second_factor_failed``), about a user who may not exist: the name tried is kept, with
+    control characters (which PostgreSQL's text may not hold) shown as ``?``."""
+    username = "".join(c if c.isprintable() else "?" for c in username[:64])
     return _add(
         user,
         action,

@@ -168,7 +168,10 @@ def get_user_for(actor: User, user_id: int) -> User:
 
 def authenticate(username: str, password: str) -> User | None:
     """Return the active user with these credentials, or None (one answer for every failure)."""
-    user = find_user((username or "").strip())
+    username = (username or "").strip()
+    # A name no user can have (NUL, 10,000 characters) is not even looked up: PostgreSQL
+    # refuses NUL in text, and the answer is the same "no" either way.
+    user = find_user(username) if USERNAME_RE.match(username) else None
     if user is None:
         if "hash" not in _DUMMY_HASH:
             _DUMMY_HASH["hash"] = hash_password("not-a-password")

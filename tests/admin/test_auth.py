@@ -131,3 +131,10 @@ def test_html_pages_forbid_framing_and_sniffing(client):
 def test_healthz_answers_ok(client):
     response = client.get("/healthz")
     assert response.status_code == 200 and response.get_json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize("username", ["a\x00b", "x" * 10_000, "名前"])
+def test_a_username_no_one_can_have_is_a_plain_failed_login(client, operator, username):
+    response = post_login(client, username, "whatever-password")
+    assert response.status_code == 200
+    assert "Invalid username or password." in response.get_data(as_text=True)

@@ -371,7 +371,7 @@ LIST_CASES = [
     ("schedules", "search=" + "%25_%5C%27%22" * 2_000),
     ("devices", "search=" + "%20".join(f"w{n}" for n in range(1_500))),
     ("devices", "search=a%00b"),
-    ("devices", "search=%3Dshed%5C"),
+    ("devices", "search=%3Dshe%5C"),
     ("commands", "flt0_status_equals=bogus"),
     ("commands", "flt0_source_not_equal="),
     ("commands", "flt0_status_in_list=queued,bogus"),
@@ -386,7 +386,7 @@ LIST_CASES = [
     ("commands", f"flt0_device_id_greater_than={BEYOND_INT32}"),
     ("commands", f"flt0_device_id_not_in_list=-{BEYOND_INT32}"),
     ("devices", "flt0_location_contains=%00"),
-    ("devices", "flt0_location_contains=%3Dshed%5C"),
+    ("devices", "flt0_location_contains=%3Dshe%5C"),
     ("devices", "flt0_kind_in_list=a,%00"),
     ("devices", "flt0_enabled_equals=maybe"),
     ("audit", "flt0_id_equals=%00"),
@@ -394,7 +394,7 @@ LIST_CASES = [
 ]
 
 
-@pytest.mark.parametrize("view,query", LIST_CASES)
+@pytest.mark.parametrize("view,query", LIST_CASES, ids=lambda value: value[:40])
 def test_a_bad_list_argument_is_ignored(client, login_as, admin, fleet, view, query):
     login_as(admin)
     response = client.get(f"/admin/{view}/?{query}")

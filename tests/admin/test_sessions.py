@@ -7,6 +7,7 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
+from portal.extensions import db as _db
 from portal.models import AuditEvent, Role, UserSession, utcnow
 from portal.services.users import update_user
 from tests import factories
@@ -52,8 +53,11 @@ def test_a_session_survives_a_restart_of_the_web_process(app, client, operator, 
     restarted = make_app(tmp_path / "again", app.config["SQLALCHEMY_DATABASE_URI"])
     browser = restarted.test_client()
     browser.set_cookie("session", client.get_cookie("session").value)
-
-    assert browser.get("/admin/").status_code == 200
+    try:
+        assert browser.get("/admin/").status_code == 200
+    finally:
+        with restarted.app_context():
+            _db.engine.dispose()
 
 
 def test_changing_ones_password_ends_the_other_sessions_but_not_this_one(app, client, operator):

@@ -36,12 +36,13 @@ GERMAN = "de-DE,de;q=0.9,en;q=0.5"
 FRENCH = "fr-CH,fr;q=0.9"
 
 
-@pytest.fixture(autouse=True)
-def locale_chosen_per_request(app):
+@pytest.fixture
+def client(app):
     """The app fixture holds one app context, so one ``g``, around all of a test's requests, and
-    Flask-Babel keeps the chosen locale in ``g``: choose it again for each request, as happens in
-    production, where every request has an app context of its own."""
+    Flask-Babel keeps the chosen locale in ``g``: this client's app chooses it again for each
+    request, as in production, where every request has an app context of its own."""
     app.before_request(refresh)
+    return app.test_client()
 
 
 def browser_language(client, accept_language: str):
@@ -200,26 +201,13 @@ def test_the_users_saved_language_beats_the_browsers(client, db, login_as, admin
 
 
 def test_a_saved_language_no_longer_offered_falls_back_to_the_browser(
-    database_url, tmp_path, db, admin
+    app, client, db, login_as, admin, monkeypatch
 ):
     admin.locale = "fr"
     db.session.commit()
-    app = create_app(
-        {
-            "TESTING": True,
-            "SECRET_KEY": "test-secret-key",
-            "DATABASE_URL": database_url,
-            "INSTANCE_PATH": str(tmp_path / "en-de"),
-            "LANGUAGES": ["en", "de"],
-        }
-    )
-    client = browser_language(app.test_client(), GERMAN)
-    token = csrf_token(client)
-    client.post(
-        "/login",
-        data={"username": "alice", "password": factories.PASSWORD, "csrf_token": token},
-    )
-    assert '<html lang="de">' in html_of(client, "/admin/")
+    monkeypatch.setitem(app.config, "LANGUAGES", ["en", "de"])
+    login_as(admin)
+    assert '<html lang="de">' in html_of(browser_language(client, GERMAN), "/admin/")
 
 
 def test_the_account_page_saves_the_language_and_answers_in_it(client, db, login_as, viewer):

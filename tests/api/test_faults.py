@@ -91,6 +91,9 @@ class Disk:
         result = _run("mount", "-o", f"remount,{mode}", str(self.path))
         assert result.returncode == 0, result.stderr
 
+    def remount_writable(self) -> None:
+        self.remount("rw")
+
     def cover_read_only(self) -> None:
         """Lay a read-only view of the folder over it: files already open stay writable, what
         is opened from now on is read-only (as chmod 0444 on the file and its folder does for
@@ -111,7 +114,7 @@ class Disk:
         while _mounts(self.path) > 1:
             self.uncover()
         if _mounts(self.path) == 1:
-            self.remount("rw")
+            self.remount_writable()
         self.free()
 
     def unmount(self) -> None:
@@ -275,12 +278,10 @@ def _state() -> dict:
         _db.session.rollback()
 
 
-def _assert_answering(client, health: str = "ok") -> None:
+def _assert_answering(client, health: int = 200) -> None:
     response = client.get("/healthz")
-    assert (response.status_code, response.get_json()) == (
-        200 if health == "ok" else 503,
-        {"status": health},
-    )
+    status = "ok" if health == 200 else "unavailable"
+    assert (response.status_code, response.get_json()) == (health, {"status": status})
     assert client.get("/login").status_code == 200
 
 
@@ -379,26 +380,25 @@ def _cover_read_only(disk: Disk) -> None:
 
 
 READ_ONLY_WAYS = {
-    # SQLite cannot open a WAL database whose -shm it can neither find nor make: nothing
-    # reads, so /healthz says unavailable too.
-    "disk-read-only": (_remount_read_only, lambda disk: disk.remount("rw"), "unavailable"),
+    # SQLite cannot open a WAL database whose -shm file it can neither find nor make: nothing
+    # reads either, so /healthz says unavailable too.
+    "disk-read-only": (_remount_read_only, Disk.remount_writable, "database_unavailable", 503),
     # Reads work and writes meet SQLITE_READONLY; /healthz stays ok.
-    "file-read-only": (_cover_read_only, Disk.uncover, "ok"),
+    "file-read-only": (_cover_read_only, Disk.uncover, "database_read_only", 200),
 }
-READ_ONLY_CODES = {"disk-read-only": "database_unavailable", "file-read-only": "database_read_only"}
 
 
 @pytest.mark.parametrize("way", list(READ_ONLY_WAYS))
 def test_a_read_only_database_answers_503_stores_nothing_and_recovers_by_itself(
     disk, disk_app, caplog, way
 ):
-    make_read_only, make_writable, health = READ_ONLY_WAYS[way]
+    make_read_only, make_writable, code, health = READ_ONLY_WAYS[way]
     client = disk_app.test_client()
     fleet = Fleet(client)
     before = _state()
     make_read_only(disk)
 
-    _assert_every_write_refused(client, fleet, caplog, 503, READ_ONLY_CODES[way], "5")
+    _assert_every_write_refused(client, fleet, caplog, 503, code, "5")
     _assert_answering(client, health)
 
     make_writable(disk)
@@ -453,6 +453,7 @@ CASES = [
     pytest.param("sqlite", 8, "readonly", 503, "database_read_only", id="SQLITE_READONLY"),
     pytest.param("sqlite", 778, "disk I/O", 503, "database_unavailable", id="SQLITE_IOERR_WRITE"),
     pytest.param("sqlite", 14, "cannot open", 503, "database_unavailable", id="SQLITE_CANTOPEN"),
+    pytest.param("sqlite", 5, "database is locked", 503, "database_busy", id="SQLITE_BUSY"),
     pytest.param("sqlite", 1, "no such table: x", 500, "internal_error", id="SQLITE_ERROR"),
     pytest.param("postgres", "53100", "could not extend", *DISK_FULL[:2], id="disk_full"),
     pytest.param("postgres", "53200", "out of memory", 503, "database_unavailable", id="oom"),

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 import redis
 import time_machine
 from sqlalchemy import select
 
+from portal.extensions import db as _db
 from portal.models import AuditEvent, PersonalToken, TokenScope, utcnow
 from tests import factories
 from tests.conftest import bearer, make_app
@@ -69,15 +71,31 @@ def test_cli_refuses_a_bad_expiry_or_scope_and_makes_no_token(db, runner, admin,
     assert db.session.scalars(select(PersonalToken)).all() == []
 
 
-def bad_token_app(tmp_path, database_url, name: str, **overrides):
-    return make_app(tmp_path / name, database_url, BAD_TOKEN_LIMIT="5 per minute", **overrides)
+@pytest.fixture
+def bad_token_app(tmp_path, database_url):
+    """``bad_token_app(name, **settings)``: another app (worker) allowing 5 bad tokens a
+    minute; its connections are closed after the test."""
+    made = []
+
+    def make(name: str, **overrides):
+        made.append(
+            make_app(tmp_path / name, database_url, BAD_TOKEN_LIMIT="5 per minute", **overrides)
+        )
+        return made[-1]
+
+    yield make
+    for other in made:
+        with other.app_context():
+            _db.session.remove()
+            _db.engine.dispose()
 
 
 @pytest.fixture
-def throttled(app, database_url, tmp_path):
-    limited = bad_token_app(tmp_path, database_url, "throttled")
+def throttled(app, bad_token_app):
+    limited = bad_token_app("throttled")
     with limited.app_context():
         yield limited.test_client()
+        _db.session.remove()
 
 
 @pytest.mark.parametrize("token", ["pd_unknown", "pp_unknown", "garbage"])
@@ -134,14 +152,14 @@ def redis_prefix():
 
 @pytest.mark.parametrize("shared_store", [True, False])
 def test_a_worker_started_later_sees_the_bad_tokens_counted_in_redis(
-    app, database_url, tmp_path, redis_prefix, shared_store
+    app, bad_token_app, redis_prefix, shared_store
 ):
     store = (
         {"RATELIMIT_STORAGE_URI": "redis://127.0.0.1:6379", "RATELIMIT_KEY_PREFIX": redis_prefix}
         if shared_store
         else {}  # memory://: each worker counts alone
     )
-    first = bad_token_app(tmp_path, database_url, "first", **store)
+    first = bad_token_app("first", **store)
     with first.app_context():
         client = first.test_client()
         assert {
@@ -150,7 +168,7 @@ def test_a_worker_started_later_sees_the_bad_tokens_counted_in_redis(
 
     # Building an app binds the limiter to a new store: a new worker's, with nothing counted
     # in memory, but the same counts in Redis.
-    second = bad_token_app(tmp_path, database_url, "second", **store)
+    second = bad_token_app("second", **store)
     with second.app_context():
         response = second.test_client().get("/api/v1/devices", headers=bearer("pp_no"))
 
@@ -158,19 +176,20 @@ def test_a_worker_started_later_sees_the_bad_tokens_counted_in_redis(
 
 
 def test_with_the_limit_store_away_bad_tokens_are_401_and_logins_still_work(
-    app, database_url, tmp_path, operator
+    app, bad_token_app, operator
 ):
     from tests.conftest import login
 
-    away = bad_token_app(
-        tmp_path, database_url, "away", RATELIMIT_STORAGE_URI="redis://127.0.0.1:9/0"
-    )
+    # Read while the fixture's app is current: a row of its session loaded under another app
+    # would borrow that app's engine for a connection its session then holds.
+    person = SimpleNamespace(username=operator.username)
+    away = bad_token_app("away", RATELIMIT_STORAGE_URI="redis://127.0.0.1:9/0")
     with away.app_context():
         client = away.test_client()
         statuses = {
             client.get("/api/v1/devices", headers=bearer("pp_no")).status_code for _ in range(8)
         }
-        login(client, operator)
+        login(client, person)
         assert client.get("/admin/").status_code == 200
 
     assert statuses == {401}
