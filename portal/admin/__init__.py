@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, abort, request
 from flask_admin import Admin, AdminIndexView, expose
 from flask_admin.theme import Bootstrap4Theme
 from flask_babel import lazy_gettext as _l
@@ -30,6 +30,7 @@ class PortalIndexView(AdminIndexView):
 
 def init_admin(app: Flask) -> Admin:
     from portal.admin.account import AccountView
+    from portal.admin.arguments import unsafe_return_url
     from portal.admin.base import localtime
     from portal.admin.devices import DeviceView
     from portal.admin.people import AuditView, TokenView, UserView
@@ -38,6 +39,11 @@ def init_admin(app: Flask) -> Admin:
     from portal.headers import csp_nonce
 
     app.add_template_filter(localtime, "localtime")
+
+    @app.before_request
+    def refuse_unsafe_return_url():
+        if request.path.startswith("/admin") and unsafe_return_url(request.values.getlist("url")):
+            abort(400, "The return address (url) holds a control character.")
 
     admin = Admin(
         app,

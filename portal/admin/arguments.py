@@ -148,3 +148,9 @@ def with_refusing_filters(converter: type) -> type:
 
 def _is_filter(item: Any) -> bool:
     return isinstance(item, type) and issubclass(item, BaseFilter)
+
+
+def unsafe_return_url(values: Iterable[str]) -> bool:
+    """Whether a ``url`` argument (where Flask-Admin returns after a form or action) holds a
+    control character: it would become a ``Location`` header, which may not hold one."""
+    return any(not ch.isprintable() for value in values for ch in value)

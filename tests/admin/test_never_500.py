@@ -486,3 +486,15 @@ def test_a_junk_form_is_refused(client, login_as, admin, fleet, path, form):
     response = client.post(path.replace("DEVICE", ids["DEVICE"]), data=form)
     assert response.status_code < 500
     assert TRACEBACK not in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("url", ["\r", "/admin/\nSet-Cookie: x=1", "\x00"])
+def test_a_return_url_with_a_control_character_is_400(client, login_as, operator, url):
+    login_as(operator)
+    token = csrf_token(client, "/admin/schedules/")
+    response = client.post(
+        "/admin/schedules/action/",
+        data={"csrf_token": token, "action": "enable", "rowid": "", "url": url},
+    )
+    assert response.status_code == 400
+    assert client.get("/admin/devices/", query_string={"url": url}).status_code == 400
