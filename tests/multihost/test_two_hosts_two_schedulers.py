@@ -91,6 +91,24 @@ def test_a_session_made_on_one_host_works_on_the_other(cluster):
         assert anonymous.headers["Location"].startswith("/login")
 
 
+def test_a_logout_on_one_host_ends_the_session_on_the_other(cluster):
+    web1, web2 = _both_web_hosts(cluster)
+    with requests.Session() as session:
+        assert _log_in(session, web1, ADMIN, ADMIN_PASSWORD).status_code == 302
+        copy = session.cookies.get("session")
+        token = _csrf(session.get(web1.url + "/admin/", timeout=10).text)
+        logout = session.post(
+            web1.url + "/logout", data={"csrf_token": token}, allow_redirects=False, timeout=10
+        )
+        assert logout.status_code == 302
+    response = requests.get(
+        web2.url + "/admin/", cookies={"session": copy}, allow_redirects=False, timeout=10
+    )
+    assert response.status_code == 302 and response.headers["Location"].startswith("/login")
+    api = requests.get(web2.url + "/api/v1/devices", cookies={"session": copy}, timeout=10)
+    assert api.status_code == 401
+
+
 def test_a_csrf_token_from_one_host_is_accepted_by_the_other(cluster):
     web1, web2 = _both_web_hosts(cluster)
     with requests.Session() as session:
