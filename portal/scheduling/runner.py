@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from types import FrameType
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import (
     ColumnElement,
     CursorResult,
@@ -47,6 +48,7 @@ from portal.scheduling import timing
 from portal.services.commands import expire_commands
 from portal.services.idempotency import purge_expired
 from portal.services.schedules import spec_of
+from portal.services.sessions import purge_sessions
 
 log = logging.getLogger(__name__)
 
@@ -268,6 +270,8 @@ def tick(now: datetime | None = None) -> int:
     # The same rule a device's poll applies: past expires_at, or out of attempts.
     expired = expire_commands(now)
     purge_expired(now)
+    # A session last seen (or ended) longer ago than a session may live opens nothing again.
+    purge_sessions(now - timedelta(hours=current_app.config["SESSION_MAX_HOURS"]))
     finished = now + timedelta(seconds=time.monotonic() - started)
     db.session.execute(
         insert(SchedulerPass.__table__).values(

@@ -178,3 +178,20 @@ def test_the_audit_view_filters_login_events(app, client, admin, operator):
 
     assert "mallory" in failed and "oscar" not in failed
     assert "oscar" in logins and "mallory" not in logins
+
+
+def test_the_scheduler_pass_deletes_sessions_that_can_never_open_again(app, client, db, operator):
+    from portal.scheduling.runner import tick
+
+    login(client, operator)
+    login(app.test_client(), operator)
+    old = db.session.scalars(select(UserSession).order_by(UserSession.id)).first()
+    old.last_seen_at = utcnow() - timedelta(hours=app.config["SESSION_MAX_HOURS"], minutes=1)
+    old_id = old.id
+    db.session.commit()
+
+    tick()
+
+    db.session.expire_all()
+    remaining = db.session.scalars(select(UserSession.id)).all()
+    assert len(remaining) == 1 and old_id not in remaining
