@@ -18,12 +18,13 @@ from wtforms.validators import InputRequired, Length, Optional
 
 from portal import sessions as login_session
 from portal.admin.base import format_instant, show_domain_error
-from portal.auth.second_factor import must_enrol as _must_enrol
+from portal.auth.second_factor import must_enrol
 from portal.extensions import db
 from portal.i18n import language_choices
 from portal.scheduling.timing import _zone_names
 from portal.services.errors import DomainError
 from portal.services.second_factor import (
+    ISSUER,
     begin_enrolment,
     check_second_factor,
     confirm_enrolment,
@@ -145,13 +146,13 @@ class AccountView(BaseView):
                 return self.render("admin/second_factor_codes.html", codes=codes)
         secret = begin_enrolment(user)
         db.session.commit()
-        uri = provisioning_uri(user, secret, issuer=current_app.config.get("TOTP_ISSUER", "Portal"))
+        uri = provisioning_uri(user, secret, issuer=ISSUER)
         return self.render(
             "admin/second_factor.html",
             form=form,
             secret=secret,
             qr=Markup(qr_svg(uri)),  # segno's own SVG markup, made from our URI
-            required=_must_enrol(user),
+            required=must_enrol(user),
         )
 
     @expose("/second-factor/off", methods=("POST",))

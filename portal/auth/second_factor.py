@@ -20,7 +20,8 @@ from wtforms.validators import InputRequired, Length
 
 from portal import sessions as login_session
 from portal.auth.next_path import safe_next
-from portal.extensions import db, limiter
+from portal.auth.throttle import login_limits
+from portal.extensions import db
 from portal.models import User
 from portal.services import audit
 from portal.services.second_factor import Requirement, check_second_factor, is_required
@@ -80,33 +81,12 @@ def pending_user() -> User | None:
     return user if user is not None and user.active and user.has_second_factor else None
 
 
-def pending_username_key() -> str:
-    """The password step's per-user throttling key, so both steps share one budget."""
-    user = pending_user()
-    return "login-user:" + (user.username.lower() if user is not None else "")
-
-
-def _failed(response) -> bool:
-    return response.status_code != 302
-
-
-def _login_limit() -> str:
-    return current_app.config["LOGIN_LIMIT"]
-
-
 def register_second_factor(bp: Blueprint) -> None:
     """Add ``/login/second-factor`` to the auth blueprint and the enrolment gate to the app."""
 
     @bp.route("/login/second-factor", methods=["GET", "POST"])
-    @limiter.limit(
-        _login_limit,
-        methods=["POST"],
-        deduct_when=_failed,
-        key_func=lambda: "login-addr:" + (request.remote_addr or ""),
-    )
-    @limiter.limit(
-        _login_limit, methods=["POST"], deduct_when=_failed, key_func=pending_username_key
-    )
+    # The password step's limits and counts: both steps share one budget per user.
+    @login_limits(lambda: user.username if (user := pending_user()) is not None else "")
     def second_factor():
         user = pending_user()
         if user is None:

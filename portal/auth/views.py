@@ -11,8 +11,9 @@ from flask_wtf.csrf import CSRFError
 from portal import sessions as login_session
 from portal.auth.forms import LoginForm, LogoutForm
 from portal.auth.next_path import safe_next
-from portal.auth.second_factor import after_password, register_second_factor
-from portal.extensions import db, limiter
+from portal.auth.second_factor import after_password, pending_user, register_second_factor
+from portal.auth.throttle import login_limits
+from portal.extensions import db
 from portal.services import audit
 from portal.services.sessions import end_session
 from portal.services.users import authenticate
@@ -30,27 +31,8 @@ CSRF_REASONS = {
 }
 
 
-def _login_limit() -> str:
-    return current_app.config["LOGIN_LIMIT"]
-
-
-def _username_key() -> str:
-    return "login-user:" + (request.form.get("username") or "").strip().lower()[:64]
-
-
-def _failed(response) -> bool:
-    # Only failed attempts count: a success is a redirect.
-    return response.status_code != 302
-
-
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(
-    _login_limit,
-    methods=["POST"],
-    deduct_when=_failed,
-    key_func=lambda: "login-addr:" + (request.remote_addr or ""),
-)
-@limiter.limit(_login_limit, methods=["POST"], deduct_when=_failed, key_func=_username_key)
+@login_limits(lambda: request.form.get("username") or "")
 def login():
     form = LoginForm()
     if request.method == "GET":
@@ -95,7 +77,9 @@ register_second_factor(bp)
 @bp.app_errorhandler(429)
 def too_many(exc):
     if request.path in ("/login", "/login/second-factor") and request.method == "POST":
-        audit.record_login_attempt("login_throttled", (request.form.get("username") or "")[:64])
+        pending = pending_user() if request.path != "/login" else None
+        name = pending.username if pending is not None else request.form.get("username") or ""
+        audit.record_login_attempt("login_throttled", name[:64], pending)
         db.session.commit()
     if request.path.startswith("/api/"):
         from portal.api.errors import error_response

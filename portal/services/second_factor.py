@@ -12,7 +12,7 @@ from datetime import datetime
 
 import pyotp
 import segno
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 
 from portal.extensions import db
 from portal.models import RecoveryCode, Role, User, utcnow
@@ -21,6 +21,8 @@ from portal.services.errors import Conflict, InvalidInput
 from portal.services.sessions import end_user_sessions
 
 RECOVERY_CODES = 10
+# The name authenticator apps show beside the account.
+ISSUER = "Portal"
 # Accept the code of the step before and after the current one (clock drift, slow typing).
 VALID_WINDOW = 1
 _RECOVERY_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
@@ -128,12 +130,13 @@ def check_second_factor(user: User, code: str, now: datetime | None = None) -> b
 
 
 def remaining_recovery_codes(user: User) -> int:
-    return len(
-        db.session.execute(
-            select(RecoveryCode.id).where(
+    return (
+        db.session.scalar(
+            select(func.count()).where(
                 RecoveryCode.user_id == user.id, RecoveryCode.used_at.is_(None)
             )
-        ).all()
+        )
+        or 0
     )
 
 

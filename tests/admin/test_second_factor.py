@@ -126,6 +126,10 @@ def test_the_second_step_is_throttled_per_user(app, client, db, operator):
     assert statuses == [200, 200, 200, 429]
     actions = db.session.scalars(select(AuditEvent.action)).all()
     assert actions.count("second_factor_failed") == 3 and "login_throttled" in actions
+    throttled = db.session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "login_throttled")
+    ).one()
+    assert throttled.actor_name == "oscar"
 
 
 def test_an_old_password_step_expires(client, db, operator):
