@@ -69,6 +69,29 @@ def database_url(request):
     return request.getfixturevalue("sqlite_url")
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def empty_database(request, tmp_path):
+    """A database with no tables at all, of each kind (for migrations and installs); a
+    PostgreSQL one is created for the test and dropped after."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/empty.sqlite3"
+        return
+    base = os.environ.get(PG_ENV)
+    if not base:
+        if os.environ.get(REQUIRE_PG_ENV):
+            pytest.fail(f"{REQUIRE_PG_ENV} is set but {PG_ENV} is not")
+        pytest.skip(f"PostgreSQL tests need {PG_ENV}")
+    url = make_url(base).set(drivername="postgresql+psycopg")
+    name = f"portal_empty_{uuid.uuid4().hex[:10]}"
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield url.set(database=name).render_as_string(hide_password=False)
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
 _schema_made: set[str] = set()
 
 

@@ -13,15 +13,10 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 import requests
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-
-from tests.conftest import PG_ENV, REQUIRE_PG_ENV
 
 pytestmark = pytest.mark.install
 
@@ -144,30 +139,9 @@ class Installed:
             self._log.close()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/installed.sqlite3"
-        return
-    base = os.environ.get(PG_ENV)
-    if not base:
-        if os.environ.get(REQUIRE_PG_ENV):
-            pytest.fail(f"{REQUIRE_PG_ENV} is set but {PG_ENV} is not")
-        pytest.skip(f"PostgreSQL tests need {PG_ENV}")
-    url = make_url(base).set(drivername="postgresql+psycopg")
-    name = f"portal_wheel_{uuid.uuid4().hex[:10]}"
-    engine = create_engine(url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield url.set(database=name).render_as_string(hide_password=False)
-    with engine.connect() as conn:
-        conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    engine.dispose()
-
-
 @pytest.fixture
-def installed(server_venv, database_url, tmp_path):
-    portal = Installed(server_venv, database_url, tmp_path)
+def installed(server_venv, empty_database, tmp_path):
+    portal = Installed(server_venv, empty_database, tmp_path)
     portal.flask("db", "upgrade")
     portal.flask("users", "create", "admin", "--role", "admin", "--password", "s3cret-pass")
     try:
