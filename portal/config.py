@@ -7,10 +7,12 @@ mapping given to ``create_app`` (tests use that last one).
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from babel import Locale, UnknownLocaleError
 from flask import Flask
@@ -57,6 +59,14 @@ DEFAULTS: dict[str, Any] = {
     # Languages the pages are offered in; the first is the fallback for browsers that ask for
     # none of them. Each needs a catalogue in portal/translations (English is the source).
     "LANGUAGES": ["en", "de", "fr"],
+    # MQTT (MQTT.md): the broker the bridge (`flask mqtt run`) uses; unset = MQTT off.
+    "MQTT_URL": None,  # mqtt://host:1883 or mqtts://host:8883
+    "MQTT_USERNAME": None,  # the bridge's own login, with the dynamic-security admin role
+    "MQTT_PASSWORD": None,
+    "MQTT_TOPIC_PREFIX": "portal",
+    # The bridge's MQTT client id (its persistent session); default portal-bridge-<host name>.
+    # Two bridges must not share one.
+    "MQTT_CLIENT_ID": None,
 }
 
 INT_SETTINGS = (
@@ -165,6 +175,7 @@ def _validate(app: Flask) -> None:
         raise ConfigError(
             f"PORTAL_REQUIRE_2FA must be none, admin or all, got {app.config['REQUIRE_2FA']!r}"
         )
+    _mqtt(app)
     for name in RATE_LIMIT_SETTINGS:
         value = app.config[name]
         try:
@@ -192,3 +203,27 @@ def _languages(value: Any) -> list[str]:
         if code != SOURCE_LANGUAGE and not catalogue.is_file():
             raise ConfigError(f"PORTAL_LANGUAGES: no translation for {code!r} in {TRANSLATIONS}")
     return codes
+
+
+TOPIC_PREFIX_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}(/[A-Za-z0-9_.-]{1,64}){0,3}$")
+
+
+def _mqtt(app: Flask) -> None:
+    url = app.config["MQTT_URL"] or None
+    app.config["MQTT_URL"] = url
+    if url is not None:
+        parts = urlsplit(str(url))
+        try:
+            valid = parts.scheme in ("mqtt", "mqtts") and bool(parts.hostname) and parts.port != 0
+        except ValueError:  # a port that is not a number from 0 to 65535
+            valid = False
+        if not valid:
+            raise ConfigError(
+                f"PORTAL_MQTT_URL must look like mqtt://host:1883 or mqtts://host:8883, got {url!r}"
+            )
+    prefix = app.config["MQTT_TOPIC_PREFIX"]
+    if not isinstance(prefix, str) or not TOPIC_PREFIX_RE.match(prefix):
+        raise ConfigError(
+            "PORTAL_MQTT_TOPIC_PREFIX must be 1-4 topic levels of letters, digits and _ . -"
+            f" (e.g. portal), got {prefix!r}"
+        )

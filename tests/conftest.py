@@ -223,3 +223,14 @@ def device(operator):
 @pytest.fixture
 def other_device(other_operator):
     return factories.DeviceFactory(owner=other_operator, name="olga-board")
+
+
+@pytest.fixture
+def mqtt_broker(tmp_path):
+    """A Mosquitto of this test's own (see tests/mqtt_broker.py), stopped after."""
+    from tests.mqtt_broker import Broker, require_mosquitto
+
+    require_mosquitto()
+    broker = Broker(tmp_path / "mosquitto").start()
+    yield broker
+    broker.stop()

@@ -45,6 +45,14 @@ MESSAGES = {
 }
 
 
+def error_body(code: str, message: str, fields: dict | None = None) -> dict[str, Any]:
+    """The one place an error is described: ``{code, message[, fields]}`` (HTTP and MQTT)."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    if fields is not None:
+        error["fields"] = fields
+    return error
+
+
 def error_response(
     status: int,
     code: str,
@@ -52,12 +60,10 @@ def error_response(
     fields: dict | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    """The one place an error body is built."""
-    error: dict = {"code": code, "message": message}
-    if fields is not None:
-        error["fields"] = fields
     response = Response(
-        orjson.dumps({"error": error}, option=JSON_OPTIONS), status, mimetype="application/json"
+        orjson.dumps({"error": error_body(code, message, fields)}, option=JSON_OPTIONS),
+        status,
+        mimetype="application/json",
     )
     for name, value in (headers or {}).items():
         response.headers[name] = value

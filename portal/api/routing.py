@@ -138,7 +138,7 @@ def parse_query(model: type[BaseModel]) -> BaseModel:
     try:
         return model.model_validate(request.args.to_dict())
     except ValidationError as exc:
-        raise _invalid(exc) from None
+        raise validation_failure(exc) from None
 
 
 def parse_body(model: type[BaseModel], required: bool = True) -> BaseModel:
@@ -153,10 +153,11 @@ def parse_body(model: type[BaseModel], required: bool = True) -> BaseModel:
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
-        raise _invalid(exc) from None
+        raise validation_failure(exc) from None
 
 
-def _invalid(exc: ValidationError) -> DomainError:
+def validation_failure(exc: ValidationError) -> DomainError:
+    """A schema's complaint as the API's error: 400 ``invalid_json`` or 422 naming each field."""
     fields: dict[str, str] = {}
     for error in exc.errors(include_url=False, include_context=False, include_input=False):
         if error["type"] == "json_invalid":

@@ -1,4 +1,5 @@
-"""Click groups: ``flask users``, ``flask devices``, ``flask scheduler``, ``flask demo``."""
+"""Click groups: ``flask users``, ``flask devices``, ``flask scheduler``, ``flask mqtt``,
+``flask demo``."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from portal.services.errors import DomainError
 def register(app: Flask) -> None:
     from portal.cli.demo import demo
     from portal.cli.devices import devices
+    from portal.cli.mqtt import mqtt
     from portal.cli.scheduler import scheduler
     from portal.cli.users import users
 
@@ -22,6 +24,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(devices)
     app.cli.add_command(demo)
     app.cli.add_command(scheduler)
+    app.cli.add_command(mqtt)
 
 
 def domain_command(func):

@@ -4,6 +4,7 @@ from portal.models.audit import AuditEvent, IdempotencyRecord
 from portal.models.commands import Command
 from portal.models.devices import Device
 from portal.models.enums import CommandSource, CommandStatus, Role, ScheduleKind, TokenScope
+from portal.models.mqtt import BridgeBeat, MqttCredentialChange
 from portal.models.readings import Reading
 from portal.models.schedules import Schedule, SchedulerPass
 from portal.models.sessions import UserSession
@@ -12,11 +13,13 @@ from portal.models.users import PersonalToken, RecoveryCode, User
 
 __all__ = [
     "AuditEvent",
+    "BridgeBeat",
     "Command",
     "CommandSource",
     "CommandStatus",
     "Device",
     "IdempotencyRecord",
+    "MqttCredentialChange",
     "PersonalToken",
     "Reading",
     "RecoveryCode",

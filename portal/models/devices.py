@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy import ForeignKey, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.models.base import Model
@@ -27,6 +27,11 @@ class Device(Model):
     token_prefix: Mapped[str] = mapped_column(String(12))
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     firmware: Mapped[str | None] = mapped_column(String(64))
+    # How the device has been heard from: over HTTP (its own token) and over MQTT (the bridge).
+    http_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    mqtt_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # What the device last said on its retained ``up/status`` topic (or its will): online/offline.
+    mqtt_online: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 

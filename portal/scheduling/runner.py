@@ -49,6 +49,7 @@ from portal.services.commands import expire_commands
 from portal.services.idempotency import purge_expired
 from portal.services.schedules import spec_of
 from portal.services.sessions import purge_sessions
+from portal.services.wakeup import wake_bridge
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +241,7 @@ def _insert_commands(ids: list[int], now: datetime) -> None:
             rows,
         )
     )
+    wake_bridge()
 
 
 @dataclass
@@ -432,7 +434,7 @@ def run(interval: float = 10.0, stop: threading.Event | None = None) -> None:
     A lost database connection is retried with exponential back-off up to a minute.
     """
     stop = stop or threading.Event()
-    restore = _on_signals(stop)
+    restore = on_signals(stop)
     backoff = 1.0
     try:
         while not stop.is_set():
@@ -444,7 +446,7 @@ def run(interval: float = 10.0, stop: threading.Event | None = None) -> None:
                 db.session.commit()
                 backoff = 1.0
             except DATABASE_DOWN as exc:
-                _reset_session()
+                reset_session()
                 log.warning(
                     "database unavailable (%s); retrying in %.0f s", exc.__class__.__name__, backoff
                 )
@@ -455,14 +457,14 @@ def run(interval: float = 10.0, stop: threading.Event | None = None) -> None:
         db.session.remove()
 
 
-def _reset_session() -> None:
+def reset_session() -> None:
     # The connection may be gone already; the pool hands out a new one.
     with contextlib.suppress(Exception):
         db.session.rollback()
     db.session.remove()
 
 
-def _on_signals(stop: threading.Event) -> Callable[[], None]:
+def on_signals(stop: threading.Event) -> Callable[[], None]:
     """Make SIGTERM and SIGINT set ``stop``; return a function that restores the old handlers."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None

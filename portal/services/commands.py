@@ -18,6 +18,7 @@ from portal.services import audit
 from portal.services.access import check_change, get_device_for, may_see_device, scope
 from portal.services.devices import DeviceRef
 from portal.services.errors import Conflict, InvalidInput, NotFound
+from portal.services.wakeup import wake_bridge
 
 ACTION_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 MAX_EXPIRES_IN = 30 * 24 * 3600
@@ -102,6 +103,7 @@ def enqueue_command(
     )
     db.session.add(command)
     db.session.flush()
+    wake_bridge()
     audit.record(actor, "create", command, audit.diff({}, audit.snapshot(command, COMMAND_FIELDS)))
     return command
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from portal.extensions import db
 from portal.models import Device, Role, User, utcnow
-from portal.services import audit
+from portal.services import audit, mqtt_access
 from portal.services.access import check_change, require_writer
 from portal.services.errors import Conflict, InvalidInput
 from portal.services.tokens import DEVICE_PREFIX, hash_token, new_token
@@ -103,6 +103,7 @@ def create_device(
     device = Device(owner=owner_user, token_hash=digest, token_prefix=prefix, **fields)
     db.session.add(device)
     db.session.flush()
+    mqtt_access.note_change(device.id, token)
     audit.record(actor, "create", device, audit.diff({}, audit.snapshot(device, DEVICE_FIELDS)))
     return device, token
 
@@ -127,6 +128,8 @@ def update_device(actor: User | None, device: Device, **fields: Any) -> Device:
         setattr(device, name, value)
     db.session.flush()
     changes = audit.diff(before, audit.snapshot(device, DEVICE_FIELDS))
+    if "enabled" in changes:
+        mqtt_access.note_change(device.id)
     if changes:
         audit.record(actor, "update", device, changes)
     return device
@@ -137,6 +140,7 @@ def delete_device(actor: User | None, device: Device) -> None:
     if actor is not None:
         check_change(actor, device)
     audit.record(actor, "delete", device, audit.diff(audit.snapshot(device, DEVICE_FIELDS), {}))
+    mqtt_access.note_change(device.id)
     db.session.delete(device)
     db.session.flush()
 
@@ -147,6 +151,7 @@ def rotate_device_token(actor: User | None, device: Device) -> str:
         check_change(actor, device)
     token, digest, prefix = new_token(DEVICE_PREFIX)
     device.token_hash, device.token_prefix = digest, prefix
+    mqtt_access.note_change(device.id, token)
     audit.record(actor, "rotate_token", device, {"token": ["***", "***"]})
     return token
 
@@ -159,13 +164,17 @@ class DeviceRef(NamedTuple):
 
 
 _DEVICES = Device.__table__
-_BY_TOKEN = select(_DEVICES.c.id, _DEVICES.c.enabled, _DEVICES.c.last_seen_at).where(
-    _DEVICES.c.token_hash == bindparam("token_hash")
-)
+_BY_TOKEN = select(
+    _DEVICES.c.id, _DEVICES.c.enabled, _DEVICES.c.last_seen_at, _DEVICES.c.http_seen_at
+).where(_DEVICES.c.token_hash == bindparam("token_hash"))
 _TOUCH = (
     update(_DEVICES)
     .where(_DEVICES.c.id == bindparam("device_id"))
-    .values(last_seen_at=bindparam("seen_at"), updated_at=_DEVICES.c.updated_at)
+    .values(
+        last_seen_at=bindparam("seen_at"),
+        http_seen_at=bindparam("seen_at"),
+        updated_at=_DEVICES.c.updated_at,
+    )
 )
 
 
@@ -180,7 +189,8 @@ def device_ref_for_token(token: str, touch_seconds: int = 60) -> DeviceRef | Non
     if row is None or not row.enabled:
         return None
     now = utcnow()
-    if row.last_seen_at is None or now - row.last_seen_at > timedelta(seconds=touch_seconds):
+    # Throttled on http_seen_at: a device that also speaks MQTT keeps last_seen_at fresh.
+    if row.http_seen_at is None or now - row.http_seen_at > timedelta(seconds=touch_seconds):
         connection.execute(_TOUCH, {"device_id": row.id, "seen_at": now})
         return DeviceRef(row.id, now)
     return DeviceRef(row.id, row.last_seen_at)

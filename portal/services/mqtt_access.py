@@ -1,0 +1,256 @@
+"""Devices' MQTT logins, kept in step with the portal through the broker's dynamic security.
+
+A device logs in as ``dev-<id>`` with its token as password and client id ``dev-<id>``; its own
+role ``dev-<id>`` lets it publish to ``<prefix>/dev-<id>/up/#`` and subscribe to
+``<prefix>/dev-<id>/down/#`` and nothing else.
+
+Every change that concerns a login (a device created, its token rotated, it being enabled,
+disabled or deleted) writes a ``MqttCredentialChange`` row in the same transaction
+(``note_change``). The bridge (or ``flask mqtt sync``) applies them with ``apply_changes``: it
+reads what the portal holds *now* and makes the broker agree, then deletes the rows. So a change
+is applied at least once and never forgotten while the broker is away, and applying one twice
+does no harm. The one secret kept, a new token the broker has not taken yet, is encrypted with a
+key derived from the portal's secret key and deleted with its row.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from cryptography.fernet import Fernet, InvalidToken
+from flask import current_app
+from sqlalchemy import delete, select, update
+
+from portal.extensions import db
+from portal.models import Device, MqttCredentialChange
+from portal.services.wakeup import wake_bridge
+
+log = logging.getLogger(__name__)
+
+IN_STEP = "in_step"
+PENDING = "pending"
+_CHANGES = MqttCredentialChange.__table__
+
+
+class BrokerError(Exception):
+    """The broker could not be reached, or refused a dynamic-security command."""
+
+
+class DynamicSecurity(Protocol):
+    """What ``apply_changes`` needs of a broker connection (``portal.mqtt.dynsec``)."""
+
+    def run(self, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Send dynamic-security commands; return one response per command, in order."""
+        ...
+
+    def clear_retained(self, topic: str) -> None: ...
+
+
+def username(device_id: int) -> str:
+    return f"dev-{device_id}"
+
+
+def topic_root(prefix: str, device_id: int) -> str:
+    return f"{prefix}/{username(device_id)}"
+
+
+def _fernet() -> Fernet:
+    secret = str(current_app.config["SECRET_KEY"]).encode()
+    key = hashlib.sha256(b"portal mqtt credentials\x00" + secret).digest()
+    return Fernet(base64.urlsafe_b64encode(key))
+
+
+def note_change(device_id: int, token: str | None = None) -> None:
+    """Record, in the caller's transaction, that the device's login must be brought in step;
+    ``token`` is its new password (kept encrypted until the broker has it)."""
+    secret = _fernet().encrypt(token.encode()) if token is not None else None
+    db.session.add(MqttCredentialChange(device_id=device_id, secret=secret))
+    db.session.flush()
+    wake_bridge()
+
+
+def pending_devices(device_ids: Iterable[int]) -> set[int]:
+    """Which of these devices have a change the broker has not taken yet."""
+    ids = list(device_ids)
+    if not ids:
+        return set()
+    query = select(_CHANGES.c.device_id).where(_CHANGES.c.device_id.in_(ids)).distinct()
+    return set(db.session.execute(query).scalars())
+
+
+def state(device_id: int) -> str:
+    return PENDING if pending_devices([device_id]) else IN_STEP
+
+
+def has_changes() -> bool:
+    return db.session.execute(select(_CHANGES.c.id).limit(1)).first() is not None
+
+
+def device_acls(prefix: str, device_id: int) -> list[dict[str, Any]]:
+    root = topic_root(prefix, device_id)
+    return [
+        {"acltype": "publishClientSend", "topic": f"{root}/up/#", "allow": True},
+        {"acltype": "subscribePattern", "topic": f"{root}/down/#", "allow": True},
+    ]
+
+
+def _commands_for(
+    prefix: str, device_id: int, device: Any, password: str | None
+) -> list[dict[str, Any]]:
+    """The dynamic-security commands that make the broker agree with the portal about one
+    device. Each is safe to repeat: "already exists" and "not found" answers are expected."""
+    name = username(device_id)
+    if device is None:
+        return [
+            {"command": "deleteClient", "username": name},
+            {"command": "deleteRole", "rolename": name},
+        ]
+    commands: list[dict[str, Any]] = [
+        {"command": "createRole", "rolename": name, "acls": device_acls(prefix, device_id)}
+    ]
+    if password is not None:
+        commands += [
+            {
+                "command": "createClient",
+                "username": name,
+                "password": password,
+                "clientid": name,
+                "roles": [{"rolename": name}],
+            },
+            # When it existed already: the new password (which drops an open connection).
+            {"command": "setClientPassword", "username": name, "password": password},
+        ]
+    commands.append(
+        {"command": "enableClient" if device.enabled else "disableClient", "username": name}
+    )
+    return commands
+
+
+# Answers that mean the broker already agrees.
+_HARMLESS = ("already exists", "not found")
+
+
+def _check(responses: list[dict[str, Any]], device_id: int, has_password: bool) -> None:
+    for response in responses:
+        error = response.get("error")
+        if not error:
+            continue
+        text = str(error).lower()
+        if any(word in text for word in _HARMLESS):
+            if (
+                response.get("command") in ("enableClient", "disableClient")
+                and "not found" in text
+                and not has_password
+            ):
+                log.warning(
+                    "device %s has no MQTT login at the broker; rotate its token to give it one",
+                    device_id,
+                )
+            continue
+        raise BrokerError(f"{response.get('command')}: {error}")
+
+
+def apply_changes(broker: DynamicSecurity, prefix: str, limit: int = 100) -> int:
+    """Bring the broker in step for up to ``limit`` devices with pending changes; return how
+    many devices were put right. Stops at the first broker error (the rows stay for later)."""
+    rows = db.session.execute(
+        select(_CHANGES.c.id, _CHANGES.c.device_id, _CHANGES.c.secret).order_by(_CHANGES.c.id)
+    ).all()
+    by_device: dict[int, list[Any]] = {}
+    for row in rows:
+        if len(by_device) >= limit and row.device_id not in by_device:
+            continue
+        by_device.setdefault(row.device_id, []).append(row)
+    fernet = _fernet()
+    done = 0
+    for device_id, changes in by_device.items():
+        secrets = [row.secret for row in changes if row.secret is not None]
+        password = None
+        if secrets:
+            try:
+                password = fernet.decrypt(secrets[-1]).decode()
+            except InvalidToken:
+                log.error(
+                    "device %s: its new MQTT password cannot be decrypted (the secret key "
+                    "changed?); rotate its token",
+                    device_id,
+                )
+        device = db.session.get(Device, device_id)
+        try:
+            if device is None:
+                forget_login(broker, username(device_id), prefix)
+            else:
+                _check(
+                    broker.run(_commands_for(prefix, device_id, device, password)),
+                    device_id,
+                    password is not None,
+                )
+        except BrokerError as exc:
+            db.session.rollback()
+            db.session.execute(
+                update(_CHANGES)
+                .where(_CHANGES.c.device_id == device_id)
+                .values(attempts=_CHANGES.c.attempts + 1, last_error=str(exc)[:500])
+            )
+            db.session.commit()
+            raise
+        ids = [row.id for row in changes]
+        db.session.execute(delete(_CHANGES).where(_CHANGES.c.id.in_(ids)))
+        db.session.commit()
+        done += 1
+    return done
+
+
+def ensure_bridge_role(broker: DynamicSecurity, prefix: str, bridge_user: str) -> None:
+    """Let the bridge's own login publish to the devices' ``down`` topics (the admin role that
+    ``mosquitto_ctrl dynsec init`` makes may only read them)."""
+    role = "portal-bridge"
+    (found,) = broker.run([{"command": "getClient", "username": bridge_user}])
+    roles = found.get("data", {}).get("client", {}).get("roles", [])
+    has_role = any(r.get("rolename") == role for r in roles if isinstance(r, dict))
+    responses = broker.run(
+        [
+            {
+                "command": "createRole",
+                "rolename": role,
+                "acls": [
+                    {"acltype": "publishClientSend", "topic": f"{prefix}/#", "allow": True},
+                    {"acltype": "publishClientReceive", "topic": f"{prefix}/#", "allow": True},
+                    {"acltype": "subscribePattern", "topic": f"{prefix}/#", "allow": True},
+                ],
+            },
+        ]
+        + (
+            []
+            if has_role
+            else [{"command": "addClientRole", "username": bridge_user, "rolename": role}]
+        )
+    )
+    _check(responses, 0, True)
+
+
+def unknown_logins(broker: DynamicSecurity) -> tuple[list[str], list[int]]:
+    """``dev-<id>`` logins at the broker with no device here, and devices with no login there."""
+    (answer,) = broker.run([{"command": "listClients", "verbose": False}])
+    if answer.get("error"):
+        raise BrokerError(f"listClients: {answer['error']}")
+    names = set(answer.get("data", {}).get("clients", []))
+    device_ids = set(db.session.execute(select(Device.id)).scalars())
+    orphans = sorted(
+        n
+        for n in names
+        if n.startswith("dev-") and n[4:].isdigit() and int(n[4:]) not in device_ids
+    )
+    missing = sorted(i for i in device_ids if username(i) not in names)
+    return orphans, missing
+
+
+def forget_login(broker: DynamicSecurity, name: str, prefix: str) -> None:
+    """Remove a ``dev-<id>`` login (and its role and retained status) of a deleted device."""
+    device_id = int(name.removeprefix("dev-"))
+    _check(broker.run(_commands_for(prefix, device_id, None, None)), device_id, False)
+    broker.clear_retained(f"{topic_root(prefix, device_id)}/up/status")
