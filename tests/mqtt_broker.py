@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -91,6 +92,9 @@ class Broker:
             "autosave_interval 1\n"
             "max_queued_messages 100000\n"
             "log_dest stderr\n"
+            # Started as root, mosquitto would become the "mosquitto" user, which may not read a
+            # test's private folder: it stays the user who runs the tests.
+            f"user {pwd.getpwuid(os.geteuid()).pw_name}\n"
         )
         log = self.log.open("ab")
         self.process = subprocess.Popen(
