@@ -226,6 +226,15 @@ def other_device(other_operator):
 
 
 @pytest.fixture
+def mqtt_stack(mqtt_broker, database_url, tmp_path):
+    """Broker, app pointed at it (each database), an owner and a running bridge: see
+    tests/mqtt_stack.py."""
+    from tests.mqtt_stack import stack
+
+    yield from stack(mqtt_broker, database_url, tmp_path)
+
+
+@pytest.fixture
 def mqtt_broker(tmp_path):
     """A Mosquitto of this test's own (see tests/mqtt_broker.py), stopped after."""
     from tests.mqtt_broker import Broker, require_mosquitto

@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 from portal.extensions import db
 from portal.models import Command, CommandStatus, Reading
 from portal.services.commands import enqueue_command
-from tests.mqtt.conftest import wait_for
+from tests.mqtt_stack import wait_for
 
 
 def readings_of(device_id: int) -> int:
@@ -20,7 +20,9 @@ def readings_of(device_id: int) -> int:
 def test_readings_commands_and_results(mqtt_stack):
     device_id, token = mqtt_stack.add_device("greenhouse", kind="esp32")
     board = mqtt_stack.device_client(device_id, token).connect()
-    board.publish("readings", {"readings": [{"metric": "temperature", "value": 21.5}], "key": "b-1"})
+    board.publish(
+        "readings", {"readings": [{"metric": "temperature", "value": 21.5}], "key": "b-1"}
+    )
     wait_for(lambda: board.acks(), what="the readings ack")
     assert board.acks()[0] == {"topic": "readings", "key": "b-1", "accepted": 1}
     assert readings_of(device_id) == 1
@@ -36,4 +38,5 @@ def test_readings_commands_and_results(mqtt_stack):
     def finished():
         db.session.rollback()
         return db.session.get(Command, command.id, populate_existing=True).status
+
     assert wait_for(lambda: finished() is CommandStatus.succeeded, what="the result")

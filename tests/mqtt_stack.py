@@ -1,5 +1,6 @@
-"""A whole MQTT stack per test: a Mosquitto of its own, the app pointed at it, a bridge (in a
-thread, or as a ``flask mqtt run`` process for the fault tests) and devices that speak MQTT.
+"""A whole MQTT stack per test (the ``mqtt_stack`` fixture of tests/conftest.py): a Mosquitto
+of its own, the app pointed at it, a bridge (in a thread, or as a ``flask mqtt run`` process for
+the fault tests) and devices that speak MQTT.
 """
 
 from __future__ import annotations
@@ -190,7 +191,7 @@ class BridgeThread:
             try:
                 self.bridge = Bridge(self.app, self.client_id, self.stop_event)
                 self.bridge.run()
-            except BaseException as exc:  # noqa: BLE001 - reported by stop()
+            except BaseException as exc:  # reported by stop()
                 self.error = exc
 
     def start(self) -> None:
@@ -209,8 +210,7 @@ class BridgeThread:
             raise self.error
 
 
-@pytest.fixture
-def mqtt_stack(mqtt_broker, database_url, tmp_path):
+def stack(mqtt_broker, database_url, tmp_path):
     """The app (on each database) pointed at a broker of its own, an owner, a running bridge."""
     app = make_app(
         tmp_path,
