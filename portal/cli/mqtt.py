@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import click
 from flask import current_app
@@ -56,7 +57,10 @@ def sync() -> None:
     prefix = config["MQTT_TOPIC_PREFIX"]
     try:
         with dynsec.connect(config) as broker:
-            mqtt_access.ensure_bridge_role(broker, prefix, config.get("MQTT_USERNAME") or "")
+            ready = mqtt_access.ensure_bridge_role(broker, prefix, config["MQTT_USERNAME"] or "")
+        if not ready:
+            time.sleep(0.5)  # Mosquitto dropped the connection whose login got a role
+        with dynsec.connect(config) as broker:
             done = 0
             while mqtt_access.has_changes():
                 step = mqtt_access.apply_changes(broker, prefix)

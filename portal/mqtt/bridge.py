@@ -330,8 +330,11 @@ class Bridge:
         try:
             if not self.bridge_role_ok:
                 username = self.app.config.get("MQTT_USERNAME") or ""
-                mqtt_access.ensure_bridge_role(self.dynsec, self.prefix, username)
-                self.bridge_role_ok = True
+                self.bridge_role_ok = mqtt_access.ensure_bridge_role(
+                    self.dynsec, self.prefix, username
+                )
+                if not self.bridge_role_ok:
+                    return  # this connection is being dropped; the next one goes on
             if mqtt_access.has_changes():
                 done = mqtt_access.apply_changes(self.dynsec, self.prefix)
                 if done:

@@ -16,6 +16,7 @@ key derived from the portal's secret key and deleted with its row.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import logging
 from collections.abc import Iterable
@@ -205,32 +206,27 @@ def apply_changes(broker: DynamicSecurity, prefix: str, limit: int = 100) -> int
     return done
 
 
-def ensure_bridge_role(broker: DynamicSecurity, prefix: str, bridge_user: str) -> None:
+def ensure_bridge_role(broker: DynamicSecurity, prefix: str, bridge_user: str) -> bool:
     """Let the bridge's own login publish to the devices' ``down`` topics (the admin role that
-    ``mosquitto_ctrl dynsec init`` makes may only read them)."""
+    ``mosquitto_ctrl dynsec init`` makes may only read them). True when it could already.
+
+    Mosquitto drops every connection of a login whose roles change, the asking one included
+    (it answers "Internal error" then), so after a False the caller reconnects once.
+    """
     role = "portal-bridge"
     (found,) = broker.run([{"command": "getClient", "username": bridge_user}])
     roles = found.get("data", {}).get("client", {}).get("roles", [])
-    has_role = any(r.get("rolename") == role for r in roles if isinstance(r, dict))
-    responses = broker.run(
-        [
-            {
-                "command": "createRole",
-                "rolename": role,
-                "acls": [
-                    {"acltype": "publishClientSend", "topic": f"{prefix}/#", "allow": True},
-                    {"acltype": "publishClientReceive", "topic": f"{prefix}/#", "allow": True},
-                    {"acltype": "subscribePattern", "topic": f"{prefix}/#", "allow": True},
-                ],
-            },
-        ]
-        + (
-            []
-            if has_role
-            else [{"command": "addClientRole", "username": bridge_user, "rolename": role}]
-        )
-    )
-    _check(responses, 0, True)
+    if any(isinstance(r, dict) and r.get("rolename") == role for r in roles):
+        return True
+    acls = [
+        {"acltype": kind, "topic": f"{prefix}/#", "allow": True}
+        for kind in ("publishClientSend", "publishClientReceive", "subscribePattern")
+    ]
+    _check(broker.run([{"command": "createRole", "rolename": role, "acls": acls}]), 0, True)
+    log.info("giving the bridge's login %r the role %r (it reconnects once)", bridge_user, role)
+    with contextlib.suppress(BrokerError):
+        broker.run([{"command": "addClientRole", "username": bridge_user, "rolename": role}])
+    return False
 
 
 def unknown_logins(broker: DynamicSecurity) -> tuple[list[str], list[int]]:
