@@ -27,7 +27,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -58,6 +58,7 @@ SESSION_EXPIRY_SECONDS = 7 * 24 * 3600
 SWEEP_SECONDS = 1.0  # leases, credential retries: looked at this often without a wake-up
 BEAT_SECONDS = 5.0
 WATCH_SECONDS = 0.05  # SQLite: how often the highest ids are read
+LEAVE_SECONDS, QUIET_SECONDS = 10.0, 0.5  # stopping while other bridges run: see _leave
 MAX_BACKOFF_SECONDS = 30.0
 SHARED_SUBSCRIPTION, STATUS_SNAPSHOT = 1, 2
 
@@ -202,11 +203,48 @@ class Bridge:
                     self.stop.wait(backoff)
                     backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
         finally:
-            self.client.disconnect()
+            leaving = False
+            with contextlib.suppress(Exception):
+                leaving = self.connected.is_set() and self._others_alive() and self._leave()
+            properties: Properties | None = None
+            if leaving:
+                properties = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
+                properties.SessionExpiryInterval = 0  # end the session: nothing waits for it
+            self.client.disconnect(properties=properties)
             self.client.loop_stop()
             with contextlib.suppress(Exception):
                 self._beat(connected=False)
             db.session.remove()
+
+    def _others_alive(self) -> bool:
+        """Whether another bridge beat (connected) within the last few beats."""
+        table = BridgeBeat.__table__
+        recent = utcnow() - timedelta(seconds=3 * BEAT_SECONDS)
+        found = db.session.execute(
+            select(table.c.id).where(
+                table.c.client_id != self.client_id,
+                table.c.connected.is_(True),
+                table.c.beat_at >= recent,
+            )
+        ).first()
+        db.session.commit()
+        return found is not None
+
+    def _leave(self) -> bool:
+        """Leave the shared subscription and handle what is still on its way, so that a bridge
+        stopped for good strands nothing: Mosquitto deals a shared subscription's messages to
+        its stopped members too, and keeps them until they come back. Only when another bridge
+        runs; the last one keeps its session, and what arrives meanwhile waits for it."""
+        self.client.unsubscribe(f"$share/{SHARE_GROUP}/{self.prefix}/+/up/#")
+        quiet_since = time.monotonic()
+        deadline = quiet_since + LEAVE_SECONDS
+        while time.monotonic() < deadline and time.monotonic() - quiet_since < QUIET_SECONDS:
+            batch = self._take()
+            if batch:
+                self._process(batch)
+                quiet_since = time.monotonic()
+        log.info("left the shared subscription; the other bridges take the messages")
+        return True
 
     def _take(self) -> list[Received]:
         """Up to BATCH messages of the current connection, waiting a moment for the first."""

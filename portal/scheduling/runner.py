@@ -471,7 +471,7 @@ def on_signals(stop: threading.Event) -> Callable[[], None]:
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
 
     def handle(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal %s: finishing the pass, then stopping", signum)
+        log.info("signal %s: finishing the work in hand, then stopping", signum)
         stop.set()
 
     for sig in previous:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import signal
 import time
 
 from sqlalchemy import func, select
 
 from portal.extensions import db
-from portal.models import Command, CommandStatus, Reading
+from portal.models import BridgeBeat, Command, CommandStatus, Reading
 from portal.services.commands import enqueue_command
 from tests.mqtt_stack import wait_for
 
@@ -53,3 +54,31 @@ def test_two_bridges_push_each_command_once(mqtt_stack):
         select(Command.attempts).where(Command.status == CommandStatus.delivered)
     ).scalars()
     assert set(attempts) == {1}
+
+
+def test_a_bridge_stopped_while_another_runs_strands_nothing(mqtt_stack):
+    """Mosquitto deals shared messages to stopped members too; a bridge stopped with SIGTERM
+    while another runs leaves the group, so the other one gets everything."""
+    device_id, token = mqtt_stack.add_device()
+    board = mqtt_stack.device_client(device_id, token).connect(online=False)
+    leaving = mqtt_stack.bridge_process("bridge-leaving")
+    board.publish("readings", {"readings": [{"metric": "n", "value": 0.0}], "key": "first"})
+    wait_for(lambda: readings_of(device_id) == 1, 30, "the first batch")
+
+    def both_beating():
+        db.session.rollback()
+        return (
+            db.session.scalar(
+                select(func.count()).select_from(BridgeBeat).where(BridgeBeat.connected.is_(True))
+            )
+            == 2
+        )
+
+    wait_for(both_beating, 30, "both bridges beating")
+    leaving.send_signal(signal.SIGTERM)
+    output, _ = leaving.communicate(timeout=30)
+    assert leaving.returncode == 0
+    assert b"left the shared subscription" in output
+    for index in range(60):
+        board.publish("readings", {"readings": [{"metric": "n", "value": 1.0}], "key": f"k{index}"})
+    wait_for(lambda: readings_of(device_id) == 61, 15, "every batch, by the bridge still running")
