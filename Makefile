@@ -22,6 +22,7 @@ $(STAMP): $(VENV)/bin/python setup.cfg pyproject.toml agent/pyproject.toml const
 venv: $(STAMP)
 
 ## run: migrate the database, make sure an admin exists, load demo data, serve with the scheduler
+## (and the MQTT bridge when PORTAL_MQTT_URL is set)
 run: $(STAMP)
 	$(BIN)/flask db upgrade
 	$(BIN)/flask users ensure-admin
@@ -29,6 +30,7 @@ run: $(STAMP)
 	@$(BIN)/python -m portal.cli.hints
 	@trap 'kill 0' INT TERM EXIT; \
 	  $(BIN)/flask scheduler run & \
+	  if [ -n "$$PORTAL_MQTT_URL" ]; then $(BIN)/flask mqtt run & fi; \
 	  $(BIN)/flask run --host $(HOST) --port $(PORT)
 
 ## test: the whole suite (SQLite always; PostgreSQL too when PORTAL_TEST_POSTGRES_URL is set)

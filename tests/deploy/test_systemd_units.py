@@ -18,7 +18,7 @@ from tests.deploy.conftest import (
     unit_settings,
 )
 
-UNIT_NAMES = ["portal-web.service", "portal-scheduler.service"]
+UNIT_NAMES = ["portal-web.service", "portal-scheduler.service", "portal-mqtt.service"]
 
 
 def verify(unit_text: str, name: str, tmp_path) -> subprocess.CompletedProcess:
@@ -64,7 +64,14 @@ def test_unit_may_write_the_instance_folder_the_settings_name(name):
     assert instance in writable, f"{ENV_EXAMPLE.name} puts the instance folder in {instance}"
 
 
-def test_scheduler_unit_restarts_always_and_stops_with_sigterm():
-    settings = unit_settings("portal-scheduler.service")
+@pytest.mark.parametrize("name", ["portal-scheduler.service", "portal-mqtt.service"])
+def test_background_units_restart_always_and_stop_with_sigterm(name):
+    settings = unit_settings(name)
     assert settings["Restart"] == ["always"]
     assert settings["KillSignal"] == ["SIGTERM"]
+
+
+def test_mqtt_unit_runs_the_bridge():
+    settings = unit_settings("portal-mqtt.service")
+    assert settings["ExecStart"] == [f"{PROD_VENV}/bin/flask --app portal mqtt run"]
+    assert "mosquitto.service" in " ".join(settings["After"])
