@@ -63,6 +63,10 @@ MAX_BACKOFF_SECONDS = 30.0
 SHARED_SUBSCRIPTION, STATUS_SNAPSHOT = 1, 2
 
 
+class _Spoilt(Exception):
+    """A message raised something unexpected; the batch's transaction may be unusable."""
+
+
 @dataclass
 class Received:
     topic: str
@@ -206,11 +210,11 @@ class Bridge:
             leaving = False
             with contextlib.suppress(Exception):
                 leaving = self.connected.is_set() and self._others_alive() and self._leave()
-            properties: Properties | None = None
+            goodbye: Properties | None = None
             if leaving:
-                properties = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
-                properties.SessionExpiryInterval = 0  # end the session: nothing waits for it
-            self.client.disconnect(properties=properties)
+                goodbye = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
+                goodbye.SessionExpiryInterval = 0  # end the session: nothing waits for it
+            self.client.disconnect(properties=goodbye)
             self.client.loop_stop()
             with contextlib.suppress(Exception):
                 self._beat(connected=False)
@@ -260,19 +264,15 @@ class Bridge:
         return [r for r in batch if r.session == self.session]
 
     def _process(self, batch: list[Received]) -> None:
-        """Handle a batch in one transaction; on a unique-key clash (two bridges racing on
-        one idempotency key) handle it again one message per transaction."""
+        """Handle a batch in one transaction. When one message spoils it (a unique-key clash:
+        two bridges racing on one idempotency key; or an unexpected error, which may leave the
+        transaction unusable) the batch is rolled back and handled again one message per
+        transaction, so only the culprit is dropped (logged, acknowledged, not stored)."""
         try:
             outcomes = self._handle_all(batch)
-        except IntegrityError:
+        except (IntegrityError, _Spoilt):
             db.session.rollback()
-            outcomes = []
-            for received in batch:
-                try:
-                    outcomes += self._handle_all([received])
-                except IntegrityError:
-                    db.session.rollback()
-                    outcomes += self._handle_all([received])  # now a replay
+            outcomes = [self._handle_alone(received) for received in batch]
         committed = time.monotonic()
         came_online: set[int] = set()
         for received, outcome in zip(batch, outcomes, strict=True):
@@ -311,11 +311,22 @@ class Bridge:
                 )
             except (IntegrityError, *DATABASE_DOWN):
                 raise
-            except Exception:  # a bug must not stop the bridge: answer, log, go on
-                log.exception("handling a message on %s failed", received.topic)
-                outcomes.append(handlers.Outcome())
+            except Exception as exc:  # a bug must not stop the bridge
+                raise _Spoilt(received.topic) from exc
         db.session.commit()
         return outcomes
+
+    def _handle_alone(self, received: Received) -> handlers.Outcome:
+        for _ in range(2):  # a key clash the first time is a replay the second
+            try:
+                return self._handle_all([received])[0]
+            except IntegrityError:
+                db.session.rollback()
+            except _Spoilt:
+                db.session.rollback()
+                log.exception("handling a message on %s failed; it is dropped", received.topic)
+                return handlers.Outcome()
+        return handlers.Outcome()
 
     def _push_commands(self, only: set[int] | None = None) -> int:
         """Claim the due commands of devices online over MQTT and publish them (QoS 1) once

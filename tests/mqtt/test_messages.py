@@ -230,3 +230,28 @@ def test_results_are_idempotent_and_conflicts_are_answered(mqtt_stack):
     assert acks[2]["error"]["code"] == "already_finished"
     assert acks[3]["error"]["code"] == "validation_error"
     assert command_status(command.id) is CommandStatus.succeeded
+
+
+def test_a_message_that_breaks_the_handler_is_dropped_alone(mqtt_stack, monkeypatch, caplog):
+    """A bug met by one message (forced here) costs that message only: the rest of its batch
+    is stored and the bridge goes on."""
+    from portal.mqtt import handlers
+
+    real = handlers.handle
+
+    def broken_for_one_key(prefix, topic, payload, *args, **kwargs):
+        if b'"boom"' in payload:
+            raise RuntimeError("a bug")
+        return real(prefix, topic, payload, *args, **kwargs)
+
+    monkeypatch.setattr(handlers, "handle", broken_for_one_key)
+    device_id, token = mqtt_stack.add_device()
+    board = mqtt_stack.device_client(device_id, token).connect(online=False)
+    for key in ("a", "boom", "b", "c"):
+        board.publish("readings", batch(2, key=key))
+    wait_for(lambda: len(board.acks()) >= 3, what="the other batches")
+    assert sorted(a["key"] for a in board.acks()) == ["a", "b", "c"]
+    assert readings_of(device_id) == 6
+    assert "it is dropped" in caplog.text
+    board.publish("readings", batch(1, key="after"))
+    wait_for(lambda: any(a["key"] == "after" for a in board.acks()), what="the bridge goes on")
