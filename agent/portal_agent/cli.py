@@ -17,6 +17,7 @@ from portal_agent.backoff import Backoff
 from portal_agent.client import PortalClient
 from portal_agent.handlers import load_handler
 from portal_agent.ledger import CommandLedger
+from portal_agent.mqtt import DEFAULT_PREFIX, MqttAgent, PahoMissing, parse_mqtt_url, require_paho
 from portal_agent.plugins import PluginError
 from portal_agent.queue import ReadingQueue
 from portal_agent.runner import Agent
@@ -27,7 +28,7 @@ log = logging.getLogger("portal_agent")
 
 def _version() -> str:
     try:
-        return metadata.version("portal")
+        return metadata.version("portal-agent")
     except metadata.PackageNotFoundError:
         return "0.0.0"
 
@@ -39,7 +40,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "Report readings to a portal and run the commands it sends, buffering while it is away."
         ),
     )
-    p.add_argument("--url", required=True, help="the portal, e.g. http://127.0.0.1:5000")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--url", help="the portal, e.g. http://127.0.0.1:5000")
+    where.add_argument(
+        "--mqtt",
+        metavar="URL",
+        help="speak MQTT to the portal's broker instead, e.g. mqtt://dev-7@broker:1883 "
+        "(mqtts:// for TLS; needs pip install 'portal-agent[mqtt]')",
+    )
+    p.add_argument(
+        "--device-id",
+        type=int,
+        help="with --mqtt: the device's id (its login is dev-<id>), unless the URL names it",
+    )
+    p.add_argument(
+        "--mqtt-prefix",
+        default=DEFAULT_PREFIX,
+        help=f"with --mqtt: the portal's topic prefix (default {DEFAULT_PREFIX})",
+    )
+    p.add_argument(
+        "--mqtt-ca",
+        metavar="FILE",
+        help="with mqtts://: the CA certificates to trust (default: the system's)",
+    )
     p.add_argument(
         "--token",
         default=os.environ.get("PORTAL_AGENT_TOKEN"),
@@ -88,7 +111,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("a device token is required: --token or PORTAL_AGENT_TOKEN")
     if args.interval <= 0 or args.max_backoff < 1:
         p.error("--interval must be > 0 and --max-backoff >= 1")
-    args.state_dir = args.state_dir or default_state_dir(args.url, args.token)
+    args.target = None
+    if args.mqtt is None:
+        given = [o for o, v in [("--device-id", args.device_id), ("--mqtt-ca", args.mqtt_ca)] if v]
+        if given or args.mqtt_prefix != DEFAULT_PREFIX:
+            p.error(f"{', '.join(given) or '--mqtt-prefix'} goes with --mqtt")
+    else:
+        try:
+            args.target = parse_mqtt_url(args.mqtt, args.device_id, args.mqtt_prefix)
+        except ValueError as exc:
+            p.error(str(exc))
+    where = args.url if args.target is None else args.target.url
+    args.state_dir = args.state_dir or default_state_dir(where, args.token)
     return args
 
 
@@ -116,11 +150,24 @@ def _lock(state_dir: str) -> TextIO:
     return handle
 
 
-def build_agent(args: argparse.Namespace) -> Agent:
+def build_agent(args: argparse.Namespace) -> Agent | MqttAgent:
     try:
         source, handler = load_source(args.source), load_handler(args.handler)
     except PluginError as exc:
         raise SystemExit(f"portal-agent: {exc}") from None
+    if args.target is not None:
+        return MqttAgent(
+            args.target,
+            args.token,
+            ReadingQueue(args.state_dir, max_readings=args.max_buffer),
+            CommandLedger(args.state_dir),
+            source,
+            handler,
+            interval=args.interval,
+            firmware=args.firmware,
+            backoff=Backoff(cap=args.max_backoff),
+            ca_certs=args.mqtt_ca,
+        )
     return Agent(
         PortalClient(args.url, args.token, user_agent=f"portal-agent/{_version()}"),
         ReadingQueue(args.state_dir, max_readings=args.max_buffer),
@@ -139,8 +186,17 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.target is not None:
+        try:
+            require_paho()
+        except PahoMissing as exc:
+            raise SystemExit(f"portal-agent: {exc}") from None
     lock = _lock(args.state_dir)
-    agent = build_agent(args)
+    try:
+        agent = build_agent(args)
+    except BaseException:
+        lock.close()
+        raise
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -155,16 +211,14 @@ def main(argv: list[str] | None = None) -> int:
         log.info(
             "portal-agent %s: %s every %ss, state in %s",
             _version(),
-            args.url,
+            args.url if args.target is None else args.target.url,
             args.interval,
             args.state_dir,
         )
         agent.run(stop)
         return 0
     finally:
-        agent.client.close()
-        agent.queue.close()
-        agent.ledger.close()
+        agent.close()
         lock.close()
 
 

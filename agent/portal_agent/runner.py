@@ -88,12 +88,7 @@ class Agent:
         return self.interval
 
     def sample(self) -> None:
-        try:
-            readings = self.source()
-        except Exception:  # user code: a flaky sensor must not stop the agent
-            log.exception("source failed")
-            return
-        self.queue.put(readings or [])
+        take_sample(self.source, self.queue)
 
     def sync(self) -> None:
         now = time.monotonic()
@@ -125,30 +120,12 @@ class Agent:
 
     def handle(self, command: dict[str, Any]) -> Outcome:
         """Run a command the first time its id is seen; afterwards re-send the stored result."""
-        command_id, action = int(command["id"]), str(command.get("action", ""))
-        if self.ledger.begin(command_id, action):
-            outcome = self.execute(command_id, action, command.get("payload") or {})
-            self.ledger.finish(outcome)
-        else:
-            stored = self.ledger.outcome(command_id)
-            # begin() found the command's row, and rows are only forgotten at start-up.
-            assert stored is not None
-            outcome = stored
-            log.info("command %d was run before; re-sending its result", command_id)
+        outcome = run_command(self.ledger, self.handler, command)
         self.report(outcome)
         return outcome
 
     def execute(self, command_id: int, action: str, payload: dict[str, Any]) -> Outcome:
-        try:
-            result = self.handler(action, payload)
-        except CommandFailed as exc:
-            return Outcome(command_id, "failed", {"error": str(exc)})
-        except Exception as exc:  # user code: report the failure instead of dying
-            log.exception("handler failed on command %d (%s)", command_id, action)
-            return Outcome(command_id, "failed", {"error": f"{exc.__class__.__name__}: {exc}"})
-        if not isinstance(result, dict):
-            result = {} if result is None else {"value": result}
-        return Outcome(command_id, "succeeded", json.loads(json.dumps(result, default=str)))
+        return execute(self.handler, command_id, action, payload)
 
     def report(self, outcome: Outcome) -> None:
         try:
@@ -156,3 +133,47 @@ class Agent:
         except Rejected as exc:
             log.warning("portal refused the result of command %d: %s", outcome.command_id, exc)
         self.ledger.mark_reported(outcome.command_id)
+
+    def close(self) -> None:
+        self.client.close()
+        self.queue.close()
+        self.ledger.close()
+
+
+def take_sample(source: Source, queue: ReadingQueue) -> None:
+    """Call the source once and buffer what it returns (a failing source is logged)."""
+    try:
+        readings = source()
+    except Exception:  # user code: a flaky sensor must not stop the agent
+        log.exception("source failed")
+        return
+    queue.put(readings or [])
+
+
+def run_command(ledger: CommandLedger, handler: Handler, command: dict[str, Any]) -> Outcome:
+    """The outcome of a command: run the first time its id is seen (claimed in the ledger
+    before the handler starts), else the stored outcome, without running it again."""
+    command_id, action = int(command["id"]), str(command.get("action", ""))
+    if ledger.begin(command_id, action):
+        outcome = execute(handler, command_id, action, command.get("payload") or {})
+        ledger.finish(outcome)
+        return outcome
+    stored = ledger.outcome(command_id)
+    # begin() found the command's row, and rows are only forgotten at start-up.
+    assert stored is not None
+    log.info("command %d was run before; re-sending its result", command_id)
+    return stored
+
+
+def execute(handler: Handler, command_id: int, action: str, payload: dict[str, Any]) -> Outcome:
+    """Run the handler; its exception becomes a failed outcome, its return value a JSON object."""
+    try:
+        result = handler(action, payload)
+    except CommandFailed as exc:
+        return Outcome(command_id, "failed", {"error": str(exc)})
+    except Exception as exc:  # user code: report the failure instead of dying
+        log.exception("handler failed on command %d (%s)", command_id, action)
+        return Outcome(command_id, "failed", {"error": f"{exc.__class__.__name__}: {exc}"})
+    if not isinstance(result, dict):
+        result = {} if result is None else {"value": result}
+    return Outcome(command_id, "succeeded", json.loads(json.dumps(result, default=str)))
