@@ -50,6 +50,7 @@ class DeviceClient:
         self.root = f"{prefix}/dev-{device_id}"
         self.received: list[tuple[str, dict | bytes]] = []
         self.connected = threading.Event()
+        self.subscribed = threading.Event()
         self.refused: list[str] = []
         self.disconnects = 0
         self.client = mqtt.Client(
@@ -60,12 +61,14 @@ class DeviceClient:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *_args: self.subscribed.set()
         self._lock = threading.Lock()
 
     def _on_connect(self, client, _u, _f, reason, _p):
         if reason.is_failure:
             self.refused.append(str(reason))
             return
+        self.subscribed.clear()
         client.subscribe(f"{self.root}/down/#", qos=1)
         self.connected.set()
 
@@ -87,7 +90,8 @@ class DeviceClient:
         wait_for(lambda: self.connected.is_set() or self.refused, timeout, "the device to connect")
         if self.refused:
             raise ConnectionRefusedError(self.refused[0])
-        time.sleep(0.1)  # the SUBACK
+        # Subscribed before saying online: the bridge pushes queued commands on "online".
+        wait_for(self.subscribed.is_set, timeout, "the device's SUBACK")
         if online:
             self.publish("status", "online", retain=True)
         return self

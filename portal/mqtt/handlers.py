@@ -108,6 +108,8 @@ def handle(
         connection.execute(_TOUCH, {"device_id": device_id, "seen_at": now})
     device = DeviceRef(device_id, now)
     key: Any = None
+    if what == "readings":  # named in an error answer, so the board knows which batch it was
+        key = _key_of(payload)
     try:
         if len(payload) > max_bytes:
             raise TooLarge(f"The message is larger than the {max_bytes} bytes the portal takes.")
@@ -118,7 +120,6 @@ def handle(
             devices.record_heartbeat(device, firmware=body.firmware, now=now)
             return Outcome(device_id, _ack(what, None, accepted=1))
         if what == "readings":
-            key = _key_of(payload)
             return _readings(device, topic, payload, now)
         if what.startswith("results/"):
             return _result(device, what, payload, now)

@@ -74,6 +74,11 @@ def test_bad_messages_get_an_error_store_nothing_and_the_bridge_goes_on(mqtt_sta
         "validation_error",
         "payload_too_large",
     ]
+    assert errors[5]["key"] == "\x01"  # echoed as sent, though it is the bad field
+    big = {"readings": [{"metric": "t", "value": 1.0}] * 1000, "key": "huge", "pad": "x" * 2**20}
+    board.publish("readings", big)
+    too_large = ack_for(board, "readings", len(bad) + 1)[-1]
+    assert too_large["key"] == "huge" and too_large["error"]["code"] == "payload_too_large"
     fields = errors[2]["error"]["fields"]
     assert set(fields) == {"readings.0.metric", "readings.0.value"}
     assert readings_of(device_id) == 0
