@@ -21,6 +21,15 @@ def main() -> None:
                 f"  .venv/bin/portal-agent --url {url} --token {token} --handler relay\n"
                 f"(tokens of all demo devices: {path})"
             )
+            mqtt = os.environ.get("PORTAL_MQTT_URL")
+            if mqtt:
+                where = mqtt.split("://", 1)[-1]
+                print(
+                    f"MQTT bridge running against {mqtt}. The same device over MQTT (its page "
+                    "shows its dev-<id>):\n"
+                    f"  .venv/bin/portal-agent --mqtt mqtt://dev-<id>@{where} --token {token} "
+                    "--handler relay"
+                )
     print(file=sys.stderr)
 
 
