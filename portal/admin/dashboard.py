@@ -18,5 +18,7 @@ def dashboard_context(user: User) -> dict:
         "due_count": due_count,
         "due": due,
         "scheduler": fleet.scheduler_health(now),
+        "mqtt": fleet.bridge_health(now),
+        "bridge_quiet_seconds": fleet.BRIDGE_QUIET_SECONDS,
         "online_minutes": current_app.config["DEVICE_ONLINE_SECONDS"] // 60,
     }

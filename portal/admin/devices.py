@@ -24,8 +24,8 @@ from portal.admin.base import (
     viewer_zone,
 )
 from portal.extensions import db
-from portal.models import Command, Device, Role, Schedule, User, utcnow
-from portal.services import access
+from portal.models import Command, Device, MqttCredentialChange, Role, Schedule, User, utcnow
+from portal.services import access, mqtt_access
 from portal.services import schedules as schedule_service
 from portal.services.charts import RANGES, reading_series
 from portal.services.commands import MAX_EXPIRES_IN, enqueue_command
@@ -37,7 +37,7 @@ from portal.services.devices import (
     update_device,
 )
 from portal.services.errors import DomainError
-from portal.services.fleet import device_status
+from portal.services.fleet import device_connects_over, device_status
 
 EDITABLE = ("name", "kind", "location", "description", "enabled")
 
@@ -54,6 +54,32 @@ class SendCommandForm(FlaskForm):
     expires_in = IntegerField(
         _l("Expires in (s)"), default=3600, validators=[NumberRange(1, MAX_EXPIRES_IN)]
     )
+
+
+def mqtt_context(device: Device) -> dict:
+    """The device's MQTT side for its page: shown when MQTT is configured or the device has
+    used it; its login, topic root, retained online status and whether the broker is in step."""
+    prefix = current_app.config["MQTT_TOPIC_PREFIX"]
+    context = {
+        "shown": bool(current_app.config["MQTT_URL"]) or device.mqtt_seen_at is not None,
+        "connects_over": device_connects_over(device),
+        "username": mqtt_access.username(device.id),
+        "topic_root": mqtt_access.topic_root(prefix, device.id),
+        "online": device.mqtt_online,
+        "credentials": mqtt_access.state(device.id),
+        "pending_since": None,
+        "last_error": "",
+    }
+    if context["credentials"] == mqtt_access.PENDING:
+        changes = db.session.execute(
+            select(MqttCredentialChange.created_at, MqttCredentialChange.last_error)
+            .where(MqttCredentialChange.device_id == device.id)
+            .order_by(MqttCredentialChange.id)
+        ).all()
+        if changes:
+            context["pending_since"] = changes[0].created_at
+            context["last_error"] = changes[-1].last_error or ""
+    return context
 
 
 def device_page_context(device: Device, range_key: str) -> dict:
@@ -92,6 +118,7 @@ def device_page_context(device: Device, range_key: str) -> dict:
         "command_form": SendCommandForm(),
         "may_change": access.may_change_device(current_user, device),
         "viewer_zone": str(viewer_zone()),  # the chart's time axis is in it too
+        "mqtt": mqtt_context(device),
     }
 
 
@@ -118,6 +145,9 @@ class DeviceView(SecureModelView):
         "firmware",
         "token_prefix",
         "last_seen_at",
+        "http_seen_at",
+        "mqtt_seen_at",
+        "mqtt_online",
         "created_at",
         "updated_at",
     )
@@ -133,6 +163,9 @@ class DeviceView(SecureModelView):
         "firmware": _l("Firmware"),
         "token_prefix": _l("Token starts with"),
         "last_seen_at": _l("Last seen"),
+        "http_seen_at": _l("Last heard over HTTP"),
+        "mqtt_seen_at": _l("Last heard over MQTT"),
+        "mqtt_online": _l("Online over MQTT"),
         "created_at": _l("Created"),
         "updated_at": _l("Updated"),
     }

@@ -42,7 +42,7 @@ def list_devices(user: User, query: ListQuery):
         statement = statement.where(Device.id > after)
     rows = db.session.execute(statement.limit(query.limit + 1)).scalars().all()
     shown, cursor = page(rows, query.limit, lambda d: (d.id,))
-    return DevicePage(items=[DeviceOut.of(d) for d in shown], next_cursor=cursor)
+    return DevicePage(items=DeviceOut.many(shown), next_cursor=cursor)
 
 
 @route(

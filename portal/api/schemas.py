@@ -14,6 +14,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
 
 from portal.models import Command, CommandSource, CommandStatus, Device, Reading, ScheduleKind
+from portal.services import mqtt_access
 from portal.services.readings import METRIC_RE
 
 # Ids are 32-bit on PostgreSQL (readings aside): a larger one would be a database error.
@@ -184,6 +185,19 @@ class DevicePatch(Body):
     owner: Text | None = Field(default=None, description="User name (admin only).")
 
 
+class DeviceMqttOut(Out):
+    username: str = Field(
+        examples=["dev-7"], description="The device's MQTT login (and client id): dev-<id>."
+    )
+    online: bool = Field(
+        description="What the device last said on its retained up/status topic (or its will)."
+    )
+    credentials: Literal["in_step", "pending"] = Field(
+        description="`pending` while the broker has not yet taken the device's last change "
+        "(created, token rotated, enabled, disabled): its MQTT login is out of date until then."
+    )
+
+
 class DeviceOut(Out):
     id: int
     name: str
@@ -197,15 +211,34 @@ class DeviceOut(Out):
     last_seen_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    mqtt: DeviceMqttOut
 
     @classmethod
-    def of(cls, device: Device) -> DeviceOut:
+    def of(cls, device: Device, pending: bool | None = None) -> DeviceOut:
+        """``pending``: whether the device's MQTT login is out of date, when the caller knows
+        (a list looks it up for all its devices at once); else it is looked up here."""
+        if pending is None:
+            pending = mqtt_access.state(device.id) == mqtt_access.PENDING
+        computed = ("owner", "mqtt")
         return cls.model_validate(
             {
-                **{name: getattr(device, name) for name in cls.model_fields if name != "owner"},
+                **{
+                    name: getattr(device, name) for name in cls.model_fields if name not in computed
+                },
                 "owner": device.owner.username,
+                "mqtt": {
+                    "username": mqtt_access.username(device.id),
+                    "online": device.mqtt_online,
+                    "credentials": mqtt_access.PENDING if pending else mqtt_access.IN_STEP,
+                },
             }
         )
+
+    @classmethod
+    def many(cls, devices: list[Device]) -> list[DeviceOut]:
+        """Each device's object, their MQTT login states looked up in one query."""
+        pending = mqtt_access.pending_devices(d.id for d in devices)
+        return [cls.of(d, pending=d.id in pending) for d in devices]
 
 
 class DeviceWithTokenOut(DeviceOut):

@@ -5,13 +5,19 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import case, func, select
 
 from portal.extensions import db
-from portal.models import Command, CommandStatus, Device, Schedule, SchedulerPass, User
+from portal.models import BridgeBeat, Command, CommandStatus, Device, Schedule, SchedulerPass, User
 from portal.services import access
 
 SCHEDULER_QUIET_SECONDS = 120
+# A running bridge beats every 5 s: one silent for longer than this has stopped or hangs.
+BRIDGE_QUIET_SECONDS = 30
+# Bridges that stopped are still listed for a day (then only the newest beat is kept in view).
+BRIDGE_SHOWN_SECONDS = 24 * 3600
+BRIDGES_SHOWN = 10
 
 
 def device_status(device: Device, now: datetime, online_seconds: int) -> str:
@@ -97,3 +103,45 @@ def scheduler_health(now: datetime) -> dict[str, Any]:
     ).scalar_one_or_none()
     quiet = last is None or (now - last.finished_at).total_seconds() > SCHEDULER_QUIET_SECONDS
     return {"last": last, "quiet": quiet}
+
+
+def device_connects_over(device: Device) -> str:
+    """How the device has been heard from: ``http``, ``mqtt``, ``both`` or ``none`` (yet)."""
+    http, mqtt = device.http_seen_at is not None, device.mqtt_seen_at is not None
+    if http and mqtt:
+        return "both"
+    return "http" if http else "mqtt" if mqtt else "none"
+
+
+def bridge_health(now: datetime) -> dict[str, Any]:
+    """The MQTT bridges (``flask mqtt run``) as their heartbeats tell, and whether MQTT is
+    configured (``MQTT_URL``) but no bridge runs (``quiet``) or none reaches the broker.
+
+    ``bridges``: the beats of the last day, newest first, each with ``alive`` (beat within
+    BRIDGE_QUIET_SECONDS); ``last``: the newest beat ever, if any.
+    """
+    configured = bool(current_app.config.get("MQTT_URL"))
+    newest_first = select(BridgeBeat).order_by(BridgeBeat.beat_at.desc())
+    rows = (
+        db.session.execute(
+            newest_first.where(
+                BridgeBeat.beat_at >= now - timedelta(seconds=BRIDGE_SHOWN_SECONDS)
+            ).limit(BRIDGES_SHOWN)
+        )
+        .scalars()
+        .all()
+    )
+    quiet_after = timedelta(seconds=BRIDGE_QUIET_SECONDS)
+    bridges = [{"beat": row, "alive": now - row.beat_at <= quiet_after} for row in rows]
+    if bridges:
+        last = bridges[0]["beat"]
+    else:
+        last = db.session.execute(newest_first.limit(1)).scalar_one_or_none()
+    alive = [row for row, entry in zip(rows, bridges, strict=True) if entry["alive"]]
+    return {
+        "configured": configured,
+        "bridges": bridges,
+        "last": last,
+        "quiet": configured and not alive,
+        "disconnected": configured and bool(alive) and not any(row.connected for row in alive),
+    }
