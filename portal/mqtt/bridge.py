@@ -97,6 +97,9 @@ class Bridge:
         self.client, self.host, self.port = make_client(config, client_id, manual_ack=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
+        self.client.on_connect_fail = lambda _client, _userdata: log.warning(
+            "cannot reach the broker at %s:%s; retrying", self.host, self.port
+        )
         self.client.on_message = self._on_message
         self.dynsec = dynsec.Dynsec(self.client)
         self.started_at = utcnow()
