@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bench import report
 from bench.data import Sizes
+from bench.mqtt import MqttTiming
 from bench.run import log, run_all
 from bench.scenarios import Timing
 from bench.server import ROOT
@@ -47,6 +48,25 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--baseline-seconds", type=float, default=5, help="raw sqlite3 executemany baseline"
     )
+    mqtt = MqttTiming()
+    parser.add_argument(
+        "--no-mqtt", action="store_true", help="leave out the MQTT scenarios (no Mosquitto)"
+    )
+    parser.add_argument(
+        "--mqtt-boards", type=int, help="MQTT device clients publishing at once (--connections)"
+    )
+    parser.add_argument(
+        "--mqtt-window",
+        type=int,
+        default=mqtt.window,
+        help="batches each board has waiting for their ack",
+    )
+    parser.add_argument(
+        "--mqtt-commands", type=int, default=mqtt.commands, help="command latency samples"
+    )
+    parser.add_argument(
+        "--mqtt-bridges", type=int, default=mqtt.bridges, help="flask mqtt run processes"
+    )
     parser.add_argument("--results-dir", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument(
         "--chart",
@@ -73,8 +93,22 @@ def main(argv: list[str] | None = None) -> int:
     timing = Timing(
         args.duration, args.page_duration, args.warmup, args.connections, args.page_connections
     )
+    mqtt = None
+    if not args.no_mqtt:
+        mqtt = MqttTiming(
+            boards=args.mqtt_boards or args.connections,
+            window=args.mqtt_window,
+            commands=args.mqtt_commands,
+            bridges=args.mqtt_bridges,
+        )
     results = run_all(
-        sizes_from(args), databases, timing, args.workers, args.pg_admin_url, args.baseline_seconds
+        sizes_from(args),
+        databases,
+        timing,
+        args.workers,
+        args.pg_admin_url,
+        args.baseline_seconds,
+        mqtt_timing=mqtt,
     )
     results["budgets"] = report.budgets(results)
     print(report.render(results))
@@ -84,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         log(f"chart: {report.chart(results, args.chart)}")
     missed = [b for b in results["budgets"] if not b["ok"]]
     log(f"{len(results['budgets']) - len(missed)} of {len(results['budgets'])} budgets met")
-    return 1 if any("error" in info for info in results["databases"].values()) else 0
+    failed = ("error", "mqtt_error")
+    return 1 if any(k in info for info in results["databases"].values() for k in failed) else 0
 
 
 if __name__ == "__main__":

@@ -10,6 +10,15 @@ PAGE_P50_MS = 30.0
 PAGE_RATIO = 1.5
 DEVICE_PAGE_P50_MS = 100.0
 POLL_P99_MS = 25.0
+MQTT_INGEST_RATIO = 1.0  # MQTT ingest ≥ HTTP ingest on the same database
+COMMAND_P50_MS, COMMAND_P99_MS = 250.0, 1000.0  # API create → device receives it over MQTT
+# name: (limit, unit, at most), as judged when the MQTT scenarios did not run
+MQTT_BUDGETS = {
+    "MQTT ingest 100/batch: rows/s vs HTTP upload 100/req": (MQTT_INGEST_RATIO, "×", False),
+    "MQTT ingest: error acks + unanswered + not-stored-once": (0, "count", True),
+    "command API → device over MQTT: p50": (COMMAND_P50_MS, "ms", True),
+    "command API → device over MQTT: p99": (COMMAND_P99_MS, "ms", True),
+}
 RSS_MIB = 150.0
 # scenario: (ratio to the bare route's CPU per request, the absolute figure it stands for)
 CPU_BUDGETS = {"upload_100": (4.0, 2.0), "upload_1": (2.0, 1.0), "poll_empty": (2.0, 1.0)}
@@ -184,6 +193,7 @@ def budgets(results: dict) -> list[dict]:
                     f"{tick['empty_tick_seconds']:.2f} s",
                 )
             )
+        rows += _mqtt_budgets(db, s, info)
         if "worker_rss_mib" in info:
             rows.append(
                 _budget(
@@ -208,6 +218,67 @@ def budgets(results: dict) -> list[dict]:
                         f"(absolute budget {ms} ms)",
                     )
                 )
+    return rows
+
+
+def _mqtt_budgets(db: str, s: dict, info: dict) -> list[dict]:
+    rows = []
+    names = list(MQTT_BUDGETS)
+    ingest, http = s.get("mqtt_upload_100"), s.get("upload_100")
+    if ingest is not None:
+        rows.append(
+            _budget(
+                db,
+                names[0],
+                ingest["rows_per_s"] / http["rows_per_s"] if http else None,
+                MQTT_INGEST_RATIO,
+                "×",
+                at_most=False,
+                detail=f"{ingest['rows_per_s']:,.0f} vs "
+                f"{http['rows_per_s'] if http else 0:,.0f} rows/s; "
+                f"{ingest['connections']} boards × {ingest['window']} batches in flight, "
+                f"{ingest['bridges']} bridge(s); CPU {ingest['cpu_ms_per_req']:.2f} ms/batch "
+                f"(bridge) vs {http['cpu_ms_per_req'] if http else 0:.2f} ms/request (gunicorn)",
+            )
+        )
+        lost = ingest["errors"]["unanswered"]
+        bad = ingest["non2xx"] + lost + (0 if ingest["stored_ok"] else 1)
+        rows.append(
+            _budget(
+                db,
+                names[1],
+                bad,
+                1,
+                "count",
+                detail=f"{ingest['non2xx']} error acks, {lost} unanswered; stored "
+                f"{ingest['stored']:,} = {ingest['completed_requests']:,} keys × "
+                f"{ingest['batch']} {'ok' if ingest['stored_ok'] else 'MISMATCH'}",
+            )
+            | {"score": 0.0 if bad == 0 else 2.0, "ok": bad == 0, "limit": 0}
+        )
+    command = s.get("mqtt_command_latency")
+    if command is not None:
+        errors = command["errors"]
+        detail = (
+            f"{command['requests']} commands; lost {errors['lost']} (counted as "
+            f"{command['timeout_s']:.0f} s), duplicates {errors['duplicates']}, non-201 "
+            f"{command['non2xx']}; POST alone p50 "
+            f"{command['post_latency_us']['p50'] / 1000:.1f} ms"
+        )
+        for budget, key, limit in (
+            (names[2], "p50", COMMAND_P50_MS),
+            (names[3], "p99", COMMAND_P99_MS),
+        ):
+            rows.append(
+                _budget(db, budget, command["latency_us"][key] / 1000, limit, "ms", detail=detail)
+            )
+    if "mqtt_error" in info:
+        done = {r["budget"] for r in rows}
+        rows += [
+            _budget(db, name, None, limit, unit, at_most, detail=info["mqtt_error"])
+            for name, (limit, unit, at_most) in MQTT_BUDGETS.items()
+            if name not in done
+        ]
     return rows
 
 
@@ -261,7 +332,22 @@ def render(results: dict) -> str:
     ]
     for s in results["scenarios"]:
         note = ""
-        if "rows_per_s" in s:
+        if s["name"] == "mqtt_upload_100":
+            note = (
+                f"{s['rows_per_s']:,.0f} rows/s; acks for {s['accepted']:,} rows, stored "
+                f"{s['stored']:,} = {s['completed_requests']:,} keys × {s['batch']} "
+                f"{'ok' if s['stored_ok'] else 'MISMATCH'}; {s['connections']} boards × "
+                f"{s['window']} in flight; req = batch, latency publish → ack, CPU = bridge "
+                f"(broker {s['broker_cpu_ms_per_req']:.2f}, boards "
+                f"{s['client_cpu_ms_per_req']:.2f} ms/batch)"
+            )
+        elif s["name"] == "mqtt_command_latency":
+            note = (
+                f"POST → device's on_message; received {s['received']} of {s['requests']}, "
+                f"POST alone p50 {s['post_latency_us']['p50'] / 1000:.1f} ms, its 201 → "
+                f"device p50 {s['push_latency_us']['p50'] / 1000:.1f} ms; CPU = bridge"
+            )
+        elif "rows_per_s" in s:
             note = (
                 f"{s['rows_per_s']:,.0f} rows/s; 201s seen {s['accepted']:,} rows, stored "
                 f"{s['stored']:,} = {s['completed_requests']:,} requests × {s['batch']} "
@@ -285,6 +371,8 @@ def render(results: dict) -> str:
     for db, info in results["databases"].items():
         if "error" in info:
             rows.append([db, "FAILED", "", "", "", "", "", info["error"]])
+        if "mqtt_error" in info:
+            rows.append([db, "MQTT FAILED", "", "", "", "", "", info["mqtt_error"]])
         if "seed_seconds" in info:
             rows.append([db, "seeding", "", "", "", "", "", f"{info['seed_seconds']:.1f} s"])
         if info.get("tick"):

@@ -11,6 +11,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench import mqtt as bench_mqtt
 from bench import scenarios as sc
 from bench import seed
 from bench.data import Sizes
@@ -29,13 +30,14 @@ def run_all(
     pg_admin_url: str,
     baseline_seconds: float,
     workdir: Path | None = None,
+    mqtt_timing: bench_mqtt.MqttTiming | None = None,
 ) -> dict:
     """Run every scenario; return the results (figures only; budgets are judged in report)."""
     with tempfile.TemporaryDirectory(prefix="portal-bench-", dir=workdir) as tmp:
         work = Path(tmp)
         now = datetime.now(UTC)
         results: dict = {
-            "meta": _meta(sizes, databases, timing, workers, baseline_seconds),
+            "meta": _meta(sizes, databases, timing, workers, baseline_seconds, mqtt_timing),
             "baselines": {},
             "databases": {},
             "scenarios": [],
@@ -58,7 +60,9 @@ def run_all(
         results["baselines"]["bare_flask"] = figures
         for kind in databases:
             try:
-                _one_database(kind, sizes, timing, workers, pg_admin_url, work, now, results)
+                _one_database(
+                    kind, sizes, timing, workers, pg_admin_url, work, now, results, mqtt_timing
+                )
             except Exception as exc:  # keep the other database's figures; report the failure
                 log(f"{kind}: FAILED: {exc.__class__.__name__}: {exc}")
                 results["databases"].setdefault(kind, {})["error"] = (
@@ -77,6 +81,7 @@ def _one_database(
     work: Path,
     now: datetime,
     results: dict,
+    mqtt_timing: bench_mqtt.MqttTiming | None = None,
 ) -> None:
     instance = work / f"instance-{kind}"
     made: list[seed.Database] = []
@@ -113,6 +118,16 @@ def _one_database(
             add("upload_100", sc.upload_scenario(server, large, tokens_file, 100, timing))
             add("upload_1", sc.upload_scenario(server, large, tokens_file, 1, timing))
             add("poll_empty", sc.poll_scenario(server, large, tokens_file, timing))
+            if mqtt_timing is not None:
+                # Beside the HTTP figures, on the same database and the same web server.
+                outcome = bench_mqtt.run(
+                    work, large, env, server, timing.seconds, timing.warmup, mqtt_timing, log
+                )
+                for name, figures in outcome.figures.items():
+                    add(name, figures)
+                if outcome.error:
+                    info["mqtt_error"] = outcome.error
+                    log(f"{kind}: {outcome.error}")
             log(f"{kind}: admin pages")
             cookie = sc.login(server.url, seeded.admin_password)
             _pages(server, cookie, sizes, device, args, timing, add, "")
@@ -148,9 +163,11 @@ def _adder(results: dict, kind: str):
     def add(name: str, figures: dict, path: str = "") -> None:
         results["scenarios"].append({"db": kind, "name": name, "path": path, **figures})
         latency = figures["latency_us"]
+        rows = f", {figures['rows_per_s']:,.0f} rows/s" if "rows_per_s" in figures else ""
         log(
-            f"  {kind} {name}: {figures['rps']:.0f} req/s, p50 {latency['p50'] / 1000:.1f} ms, "
-            f"p99 {latency['p99'] / 1000:.1f} ms, non-2xx {figures['non2xx']}"
+            f"  {kind} {name}: {figures['rps']:.0f} req/s{rows}, "
+            f"p50 {latency['p50'] / 1000:.1f} ms, p99 {latency['p99'] / 1000:.1f} ms, "
+            f"non-2xx {figures['non2xx']}"
         )
 
     return add
@@ -170,7 +187,12 @@ def _pages(server, cookie, sizes: Sizes, device: int, args: dict, timing, add, s
 
 
 def _meta(
-    sizes: Sizes, databases: list[str], timing: sc.Timing, workers: int, baseline_seconds: float
+    sizes: Sizes,
+    databases: list[str],
+    timing: sc.Timing,
+    workers: int,
+    baseline_seconds: float,
+    mqtt_timing: bench_mqtt.MqttTiming | None = None,
 ) -> dict:
     try:
         commit = subprocess.run(
@@ -203,4 +225,9 @@ def _meta(
         "timing": timing.__dict__,
         "baseline_seconds": baseline_seconds,
         "load": "wrk 4 with bench/lua/*.lua",
+        "mqtt": (
+            {**mqtt_timing.__dict__, "load": "paho boards in the bench process (bench/mqtt.py)"}
+            if mqtt_timing
+            else None
+        ),
     }

@@ -1,4 +1,8 @@
-"""The benchmark still works: `python -m bench` at a tiny scale, SQLite only, no timing asserts."""
+"""The benchmark still works: `python -m bench` at a tiny scale, SQLite only, no timing asserts.
+
+The MQTT scenarios (a Mosquitto of the bench's own, ``flask mqtt run``, paho boards) run too
+when Mosquitto is installed; their tests skip otherwise (fail under PORTAL_TEST_REQUIRE_MQTT).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.mqtt import missing as mqtt_missing
+from tests.mqtt_broker import require_mosquitto
+
 pytestmark = pytest.mark.bench
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,6 +27,8 @@ SCENARIOS = [
     for suffix in ("", "_small")
 ]
 SCENARIOS += ["upload_100", "upload_1", "poll_empty", "device_page"]
+MQTT_SCENARIOS = ["mqtt_upload_100", "mqtt_command_latency"]
+MQTT_COMMANDS = 20
 TINY = [
     "--db",
     "sqlite",
@@ -45,6 +54,8 @@ TINY = [
     "0.5",
     "--chart",
     "",
+    "--mqtt-commands",
+    str(MQTT_COMMANDS),
 ]
 
 
@@ -53,8 +64,9 @@ def results(tmp_path_factory) -> dict:
     if shutil.which("wrk") is None:
         pytest.skip("wrk is not installed (apt-get install -y wrk)")
     out = tmp_path_factory.mktemp("bench")
+    mqtt = [] if mqtt_missing() is None else ["--no-mqtt"]
     done = subprocess.run(
-        [sys.executable, "-m", "bench", *TINY, "--results-dir", str(out)],
+        [sys.executable, "-m", "bench", *TINY, *mqtt, "--results-dir", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -103,3 +115,43 @@ def test_every_budget_has_a_verdict(results):
     budgets = results["budgets"]
     assert len(budgets) >= 20
     assert all(isinstance(b["ok"], bool) and b["measured"] is not None for b in budgets)
+
+
+# ---- devices over MQTT -------------------------------------------------------------------------
+@pytest.fixture
+def mqtt_results(results) -> dict:
+    require_mosquitto()
+    assert "mqtt_error" not in results["databases"]["sqlite"], results["databases"]["sqlite"]
+    return results
+
+
+@pytest.mark.parametrize("name", MQTT_SCENARIOS)
+def test_mqtt_scenario_completes_without_errors(mqtt_results, name):
+    scenario = _scenario(mqtt_results, name)
+    assert scenario["requests"] > 0
+    assert (scenario["non2xx"], scenario["sample_bad"]) == (0, None)
+
+
+def test_mqtt_ingest_stores_every_acknowledged_batch_once(mqtt_results):
+    ingest = _scenario(mqtt_results, "mqtt_upload_100")
+    assert ingest["errors"]["unanswered"] == 0
+    assert ingest["stored"] == ingest["completed_requests"] * 100 == ingest["accepted"] > 0
+    assert ingest["stored_ok"] is True and ingest["rows_per_s"] > 0
+
+
+def test_mqtt_every_command_reaches_the_device_once(mqtt_results):
+    latency = _scenario(mqtt_results, "mqtt_command_latency")
+    assert latency["received"] == latency["requests"] == MQTT_COMMANDS
+    assert latency["errors"] == {"lost": 0, "duplicates": 0}
+    assert 0 < latency["latency_us"]["p50"] <= latency["latency_us"]["p99"]
+
+
+def test_mqtt_budgets_are_judged(mqtt_results):
+    judged = {b["budget"]: b for b in mqtt_results["budgets"] if b["db"] == "sqlite"}
+    for name in (
+        "MQTT ingest 100/batch: rows/s vs HTTP upload 100/req",
+        "MQTT ingest: error acks + unanswered + not-stored-once",
+        "command API → device over MQTT: p50",
+        "command API → device over MQTT: p99",
+    ):
+        assert judged[name]["measured"] is not None, name
