@@ -91,6 +91,7 @@ class Broker:
             f"persistence_location {self.folder}/\n"
             "autosave_interval 1\n"
             "max_queued_messages 100000\n"
+            "set_tcp_nodelay true\n"
             "log_dest stderr\n"
             # Started as root, mosquitto would become the "mosquitto" user, which may not read a
             # test's private folder: it stays the user who runs the tests.

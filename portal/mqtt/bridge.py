@@ -26,6 +26,7 @@ import queue
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -91,7 +92,7 @@ class Bridge:
         self.max_attempts = int(config["COMMAND_MAX_ATTEMPTS"])
         self.stop = stop or threading.Event()
         self.wake = threading.Event()
-        self.inbox: queue.Queue[Received] = queue.Queue()
+        self.inbox: queue.Queue[Received | None] = queue.Queue()  # None: wake up
         self.session = 0
         self.connected = threading.Event()
         self.client, self.host, self.port = make_client(config, client_id, manual_ack=True)
@@ -129,7 +130,9 @@ class Bridge:
         client.subscribe(f"{self.prefix}/+/up/status", options=options, properties=snapshot)
         self.connected.set()
         self.bridge_role_ok = False
-        self.wake.set()
+        with contextlib.suppress(OSError, AttributeError):  # answers and commands go out at once
+            client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[union-attr]
+        self.wake_up()
         log.info(
             "connected to the broker at %s:%s (session present: %s)",
             self.host,
@@ -254,17 +257,27 @@ class Bridge:
         return True
 
     def _take(self) -> list[Received]:
-        """Up to BATCH messages of the current connection, waiting a moment for the first."""
+        """Up to BATCH messages of the current connection, waiting a moment for the first
+        (cut short by ``wake_up``)."""
         batch: list[Received] = []
         try:
-            batch.append(self.inbox.get(timeout=WATCH_SECONDS))
-            while len(batch) < BATCH:
-                batch.append(self.inbox.get_nowait())
+            first = self.inbox.get(timeout=WATCH_SECONDS)
+            if first is not None:
+                batch.append(first)
+                while len(batch) < BATCH:
+                    item = self.inbox.get_nowait()
+                    if item is not None:
+                        batch.append(item)
         except queue.Empty:
             pass
         # A message of an earlier connection is not acknowledged on this one: the broker sends
         # it again (flagged DUP), so it is dropped here rather than handled twice.
         return [r for r in batch if r.session == self.session]
+
+    def wake_up(self) -> None:
+        """Something is to be pushed (a command, a credential change): look now."""
+        self.wake.set()
+        self.inbox.put(None)
 
     def _process(self, batch: list[Received]) -> None:
         """Handle a batch in one transaction. When one message spoils it (a unique-key clash:
@@ -293,31 +306,26 @@ class Bridge:
             self._push_commands(came_online)
 
     def _handle_all(self, batch: list[Received]) -> list[handlers.Outcome]:
-        outcomes = []
-        now = utcnow()
-        for received in batch:
-            shared = SHARED_SUBSCRIPTION in received.subscriptions or not received.subscriptions
-            if not shared and not received.retain:
-                # A live status also comes through the shared subscription: handled there.
-                outcomes.append(handlers.Outcome())
-                continue
-            try:
-                outcomes.append(
-                    handlers.handle(
-                        self.prefix,
-                        received.topic,
-                        received.payload,
-                        now,
-                        max_bytes=self.max_bytes,
-                        touch_seconds=self.touch_seconds,
-                    )
-                )
-            except (IntegrityError, *DATABASE_DOWN):
-                raise
-            except Exception as exc:  # a bug must not stop the bridge
-                raise _Spoilt(received.topic) from exc
+        # A live status also comes through the shared subscription: handled there, so the
+        # status subscription's copy counts only when it is the retained one.
+        wanted = [
+            r.retain or SHARED_SUBSCRIPTION in r.subscriptions or not r.subscriptions for r in batch
+        ]
+        try:
+            handled = handlers.handle_batch(
+                self.prefix,
+                [(r.topic, r.payload) for r, want in zip(batch, wanted, strict=True) if want],
+                utcnow(),
+                max_bytes=self.max_bytes,
+                touch_seconds=self.touch_seconds,
+            )
+        except (IntegrityError, *DATABASE_DOWN):
+            raise
+        except Exception as exc:  # a bug must not stop the bridge
+            raise _Spoilt(", ".join(sorted({r.topic for r in batch}))[:500]) from exc
         db.session.commit()
-        return outcomes
+        answers = iter(handled)
+        return [next(answers) if want else handlers.Outcome() for want in wanted]
 
     def _handle_alone(self, received: Received) -> handlers.Outcome:
         for _ in range(2):  # a key clash the first time is a replay the second
@@ -433,13 +441,13 @@ class Bridge:
             return None
         dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
         thread = threading.Thread(
-            target=_listen, args=(dsn, self.wake, self.stop), name="pg-listen", daemon=True
+            target=_listen, args=(dsn, self.wake_up, self.stop), name="pg-listen", daemon=True
         )
         thread.start()
         return thread
 
 
-def _listen(dsn: str, wake: threading.Event, stop: threading.Event) -> None:
+def _listen(dsn: str, wake: Callable[[], None], stop: threading.Event) -> None:
     import psycopg
 
     backoff = 1.0
@@ -447,11 +455,11 @@ def _listen(dsn: str, wake: threading.Event, stop: threading.Event) -> None:
         try:
             with psycopg.connect(dsn, autocommit=True) as connection:
                 connection.execute(f"LISTEN {CHANNEL}")
-                wake.set()  # anything committed while not listening
+                wake()  # anything committed while not listening
                 backoff = 1.0
                 while not stop.is_set():
                     for _ in connection.notifies(timeout=1.0, stop_after=1):
-                        wake.set()
+                        wake()
         except psycopg.Error as exc:
             log.warning("LISTEN %s lost (%s); retrying in %.0f s", CHANNEL, exc, backoff)
             stop.wait(backoff)

@@ -72,9 +72,9 @@ def parse_topic(prefix: str, topic: str) -> tuple[int, str] | None:
 
 
 _DEVICES = Device.__table__
-_FIND = select(
-    _DEVICES.c.id, _DEVICES.c.enabled, _DEVICES.c.last_seen_at, _DEVICES.c.mqtt_seen_at
-).where(_DEVICES.c.id == bindparam("device_id"))
+_FIND = select(_DEVICES.c.id, _DEVICES.c.enabled, _DEVICES.c.mqtt_seen_at).where(
+    _DEVICES.c.id.in_(bindparam("device_ids", expanding=True))
+)
 _TOUCH = (
     update(_DEVICES)
     .where(_DEVICES.c.id == bindparam("device_id"))
@@ -96,42 +96,159 @@ def handle(
     touch_seconds: int = 60,
 ) -> Outcome:
     """Handle one message published on ``topic``; never raises a DomainError."""
-    where = parse_topic(prefix, topic)
-    if where is None:  # not a device's topic: the broker's ACLs make this the bridge's own
-        return Outcome()
-    device_id, what = where
+    return handle_batch(
+        prefix, [(topic, payload)], now, max_bytes=max_bytes, touch_seconds=touch_seconds
+    )[0]
+
+
+@dataclass
+class _Batch:
+    """A readings message that passed every check, waiting to be stored with the others."""
+
+    index: int
+    device_id: int
+    key: str | None
+    request_hash: str
+    rows: list[tuple[str, float, datetime]]
+
+
+def handle_batch(
+    prefix: str,
+    messages: list[tuple[str, bytes]],
+    now: datetime,
+    *,
+    max_bytes: int,
+    touch_seconds: int = 60,
+) -> list[Outcome]:
+    """Handle messages as one set: one look-up of their devices and of their batches' keys,
+    one INSERT of every reading they carry, one of their keys. Answers come in their order.
+
+    The same rules as one message at a time (and as HTTP): each readings message is stored all
+    or nothing, a key seen before replays its first answer, even within the set.
+    """
     connection = db.session.connection()
-    row = connection.execute(_FIND, {"device_id": device_id}).first()
-    if row is None or not row.enabled:  # deleted or disabled since: its login is going
-        return Outcome()
-    if row.mqtt_seen_at is None or now - row.mqtt_seen_at > timedelta(seconds=touch_seconds):
-        connection.execute(_TOUCH, {"device_id": device_id, "seen_at": now})
-    device = DeviceRef(device_id, now)
-    key: Any = None
-    if what == "readings":  # named in an error answer, so the board knows which batch it was
-        key = _key_of(payload)
-    try:
-        if len(payload) > max_bytes:
-            raise TooLarge(f"The message is larger than the {max_bytes} bytes the portal takes.")
-        if what == "status":
-            return _status(device, payload)
-        if what == "heartbeat":
-            body = _parse(HeartbeatIn, payload, required=False)
-            devices.record_heartbeat(device, firmware=body.firmware, now=now)
-            return Outcome(device_id, _ack(what, None, accepted=1))
-        if what == "readings":
-            return _readings(device, topic, payload, now)
-        if what.startswith("results/"):
-            return _result(device, what, payload, now)
-        raise UnknownTopic(
-            f"Nothing is published to up/{what}: use up/heartbeat, up/readings, "
-            "up/results/<command id> or up/status."
+    where = [parse_topic(prefix, topic) for topic, _ in messages]
+    device_ids = sorted({w[0] for w in where if w is not None})
+    found = {row.id: row for row in connection.execute(_FIND, {"device_ids": device_ids})}
+    stale = timedelta(seconds=touch_seconds)
+    touch = [
+        {"device_id": row.id, "seen_at": now}
+        for row in found.values()
+        if row.enabled and (row.mqtt_seen_at is None or now - row.mqtt_seen_at > stale)
+    ]
+    if touch:
+        connection.execute(_TOUCH, touch)
+    outcomes: list[Outcome] = [Outcome() for _ in messages]
+    waiting: list[_Batch] = []
+    for index, ((topic, payload), place) in enumerate(zip(messages, where, strict=True)):
+        row = found.get(place[0]) if place is not None else None
+        # Not a device's topic (the ACLs make that the bridge's own), or a device deleted or
+        # disabled since (its login is going): nobody to answer.
+        if place is None or row is None or not row.enabled:
+            continue
+        device_id, what = place
+        key = _key_of(payload) if what == "readings" else None
+        try:
+            if len(payload) > max_bytes:
+                raise TooLarge(
+                    f"The message is larger than the {max_bytes} bytes the portal takes."
+                )
+            if what == "readings":
+                waiting.append(_checked_readings(index, device_id, topic, payload, now))
+            else:
+                outcomes[index] = _handle_other(DeviceRef(device_id, now), what, payload, now)
+        except DomainError as exc:
+            outcomes[index] = _error(device_id, what, key, exc)
+    if waiting:
+        _store(waiting, outcomes, now)
+    return outcomes
+
+
+def _error(device_id: int, what: str, key: Any, exc: DomainError) -> Outcome:
+    return Outcome(
+        device_id,
+        {"topic": what, "key": key, "error": error_body(exc.code, exc.message, exc.fields)},
+    )
+
+
+def _handle_other(device: DeviceRef, what: str, payload: bytes, now: datetime) -> Outcome:
+    if what == "status":
+        return _status(device, payload)
+    if what == "heartbeat":
+        body = _parse(HeartbeatIn, payload, required=False)
+        devices.record_heartbeat(device, firmware=body.firmware, now=now)
+        return Outcome(device.id, _ack(what, None, accepted=1))
+    if what.startswith("results/"):
+        return _result(device, what, payload, now)
+    raise UnknownTopic(
+        f"Nothing is published to up/{what}: use up/heartbeat, up/readings, "
+        "up/results/<command id> or up/status."
+    )
+
+
+def _checked_readings(
+    index: int, device_id: int, topic: str, payload: bytes, now: datetime
+) -> _Batch:
+    body = _parse(MqttReadingsIn, payload)
+    if body.key is not None:
+        idempotency.validate_key(body.key)
+    items = [readings.ReadingInput(r.metric, r.value, r.ts) for r in body.readings]
+    return _Batch(
+        index,
+        device_id,
+        body.key,
+        idempotency.fingerprint("MQTT", topic, payload),
+        readings.validate_readings(items, now),
+    )
+
+
+def _store(waiting: list[_Batch], outcomes: list[Outcome], now: datetime) -> None:
+    """Store the checked readings messages that are not repeats, and answer each."""
+    keyed = [(f"device:{b.device_id}", b.key) for b in waiting if b.key is not None]
+    known = idempotency.find_records(keyed, now)
+    first: dict[tuple[str, str], _Batch] = {}
+    stored: list[_Batch] = []
+    for batch in waiting:
+        if batch.key is not None:
+            caller_key = (f"device:{batch.device_id}", batch.key)
+            earlier, record = first.get(caller_key), known.get(caller_key)
+            first_answer: tuple[str, int, Any] | None = None
+            if earlier is not None:  # the same key earlier in this very set
+                first_answer = (earlier.request_hash, 201, {"accepted": len(earlier.rows)})
+            elif record is not None:
+                first_answer = (record.request_hash, record.status_code, record.response_body)
+            if first_answer is not None:
+                try:
+                    answer = idempotency.replay(*first_answer, batch.request_hash)
+                except DomainError as exc:
+                    outcomes[batch.index] = _error(batch.device_id, "readings", batch.key, exc)
+                    continue
+                outcomes[batch.index] = Outcome(
+                    batch.device_id,
+                    _ack("readings", batch.key, accepted=_accepted(answer.body), replayed=True),
+                )
+                continue
+            first[caller_key] = batch
+        stored.append(batch)
+    readings.insert_rows([(b.device_id, *row) for b in stored for row in b.rows])
+    idempotency.remember_many(
+        [
+            (f"device:{b.device_id}", b.key, b.request_hash, 201, {"accepted": len(b.rows)})
+            for b in stored
+            if b.key is not None
+        ],
+        now,
+    )
+    for batch in stored:
+        outcomes[batch.index] = Outcome(
+            batch.device_id,
+            _ack("readings", batch.key, accepted=len(batch.rows)),
+            stored=len(batch.rows),
         )
-    except DomainError as exc:
-        return Outcome(
-            device_id,
-            {"topic": what, "key": key, "error": error_body(exc.code, exc.message, exc.fields)},
-        )
+
+
+def _accepted(body: Any) -> int:
+    return int(body.get("accepted", 0)) if isinstance(body, dict) else 0
 
 
 def _ack(what: str, key: str | None, **values: Any) -> dict[str, Any]:
@@ -175,24 +292,6 @@ def _status(device: DeviceRef, payload: bytes) -> Outcome:
         .values(mqtt_online=online, updated_at=_DEVICES.c.updated_at)
     )
     return Outcome(device.id, None, online=online)
-
-
-def _readings(device: DeviceRef, topic: str, payload: bytes, now: datetime) -> Outcome:
-    body = _parse(MqttReadingsIn, payload)
-    key = body.key
-    caller = f"device:{device.id}"
-    request_hash = idempotency.fingerprint("MQTT", topic, payload)
-    if key is not None:
-        idempotency.validate_key(key)
-        replay = idempotency.check_replay(caller, key, request_hash, now)
-        if replay is not None:
-            accepted = replay.body.get("accepted", 0) if isinstance(replay.body, dict) else 0
-            return Outcome(device.id, _ack("readings", key, accepted=accepted, replayed=True))
-    items = [readings.ReadingInput(r.metric, r.value, r.ts) for r in body.readings]
-    stored = readings.record_readings(device, items, now)
-    if key is not None:
-        idempotency.remember(caller, key, request_hash, 201, {"accepted": stored}, now)
-    return Outcome(device.id, _ack("readings", key, accepted=stored), stored=stored)
 
 
 def _result(device: DeviceRef, what: str, payload: bytes, now: datetime) -> Outcome:

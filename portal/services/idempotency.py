@@ -66,12 +66,74 @@ def check_replay(caller: str, key: str, request_hash: str, now: datetime) -> Rep
     if record.created_at <= now - WINDOW:
         connection.execute(_DROP, {"record_id": record.id})
         return None
-    if record.request_hash != request_hash:
+    return replay(record.request_hash, record.status_code, record.response_body, request_hash)
+
+
+def replay(stored_hash: str, status: int, body: Any, request_hash: str) -> Replay:
+    """The first answer for a repeat of the request that made it; Conflict for another one."""
+    if stored_hash != request_hash:
         raise Conflict(
             "This Idempotency-Key was already used for a different request.",
             code="idempotency_key_reused",
         )
-    return Replay(record.status_code, record.response_body)
+    return Replay(status, body)
+
+
+_FIND_MANY = select(
+    _T.c.id,
+    _T.c.caller,
+    _T.c.key,
+    _T.c.request_hash,
+    _T.c.status_code,
+    _T.c.response_body,
+    _T.c.created_at,
+).where(
+    _T.c.caller.in_(bindparam("callers", expanding=True)),
+    _T.c.key.in_(bindparam("keys", expanding=True)),
+)
+
+
+def find_records(pairs: list[tuple[str, str]], now: datetime) -> dict[tuple[str, str], Any]:
+    """The live records of these ``(caller, key)`` pairs, in one query (``check_replay`` for
+    many requests at once); records past their window are dropped on the way."""
+    if not pairs:
+        return {}
+    wanted = set(pairs)
+    connection = db.session.connection()
+    rows = connection.execute(
+        _FIND_MANY,
+        {"callers": sorted({c for c, _ in wanted}), "keys": sorted({k for _, k in wanted})},
+    ).all()
+    live: dict[tuple[str, str], Any] = {}
+    for row in rows:
+        if (row.caller, row.key) not in wanted:
+            continue
+        if row.created_at <= now - WINDOW:
+            connection.execute(_DROP, {"record_id": row.id})
+        else:
+            live[(row.caller, row.key)] = row
+    return live
+
+
+def remember_many(answers: list[tuple[str, str, str, int, Any]], now: datetime) -> None:
+    """``remember`` for many requests in one statement: ``(caller, key, request_hash, status,
+    body)`` each."""
+    if not answers:
+        return
+    db.session.connection().execute(
+        _ADD,
+        [
+            {
+                "caller": caller,
+                "key": key,
+                "request_hash": request_hash,
+                "status_code": status,
+                "response_body": body,
+                "created_at": now,
+            }
+            for caller, key, request_hash, status, body in answers
+        ],
+    )
 
 
 def remember(

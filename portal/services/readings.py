@@ -141,6 +141,35 @@ def _insert(device_id: int, rows: list[tuple[str, float, datetime]]) -> None:
         )
 
 
+def insert_rows(rows: list[tuple[int, str, float, datetime]]) -> None:
+    """Store checked readings of any number of devices, ``(device_id, metric, value,
+    recorded_at)`` each, in as few statements as the database allows (the MQTT bridge stores a
+    whole set of messages so)."""
+    if not rows:
+        return
+    connection = db.session.connection()
+    if connection.dialect.name == "postgresql":
+        ids, metrics, values, times = zip(*rows, strict=True)
+        connection.exec_driver_sql(
+            _PG_INSERT_MANY, (list(ids), list(metrics), list(values), list(times))
+        )
+    elif connection.dialect.name == "sqlite":
+        for start in range(0, len(rows), _SQLITE_ROWS):
+            chunk = rows[start : start + _SQLITE_ROWS]
+            params: list[Any] = []
+            for device_id, metric, value, recorded_at in chunk:
+                params += (device_id, metric, value, sqlite_time(recorded_at))
+            connection.exec_driver_sql(_sqlite_insert(len(chunk)), tuple(params))
+    else:
+        connection.execute(insert(_TABLE), [dict(zip(_COLUMNS, row, strict=True)) for row in rows])
+
+
+# SQLite takes at most 32,766 parameters in a statement: 4 per reading.
+_SQLITE_ROWS = 8000
+_PG_INSERT_MANY = (
+    f"INSERT INTO {_TABLE.name} ({', '.join(_COLUMNS)}) "
+    "SELECT * FROM unnest(%s::int[], %s::text[], %s::float8[], %s::timestamptz[])"
+)
 _PG_INSERT = (
     f"INSERT INTO {_TABLE.name} ({', '.join(_COLUMNS)}) "
     "SELECT %s, * FROM unnest(%s::text[], %s::float8[], %s::timestamptz[])"

@@ -242,14 +242,14 @@ def test_a_message_that_breaks_the_handler_is_dropped_alone(mqtt_stack, monkeypa
     is stored and the bridge goes on."""
     from portal.mqtt import handlers
 
-    real = handlers.handle
+    real = handlers.handle_batch
 
-    def broken_for_one_key(prefix, topic, payload, *args, **kwargs):
-        if b'"boom"' in payload:
+    def broken_for_one_key(prefix, messages, *args, **kwargs):
+        if any(b'"boom"' in payload for _topic, payload in messages):
             raise RuntimeError("a bug")
-        return real(prefix, topic, payload, *args, **kwargs)
+        return real(prefix, messages, *args, **kwargs)
 
-    monkeypatch.setattr(handlers, "handle", broken_for_one_key)
+    monkeypatch.setattr(handlers, "handle_batch", broken_for_one_key)
     device_id, token = mqtt_stack.add_device()
     board = mqtt_stack.device_client(device_id, token).connect(online=False)
     for key in ("a", "boom", "b", "c"):
