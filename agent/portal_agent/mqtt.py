@@ -20,10 +20,12 @@ paho is imported when an ``MqttAgent`` is made, so the HTTP agent runs without i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
 import select
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -198,6 +200,10 @@ class MqttAgent:
             return
         self._connected = self._fresh = True
         self._session += 1
+        sock = client.socket()
+        if isinstance(sock, socket.socket):  # small messages go out at once (no Nagle delay)
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         client.subscribe(f"{self.target.root}/down/#", qos=1)
 
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
