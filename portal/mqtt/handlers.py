@@ -147,7 +147,6 @@ def handle_batch(
         if place is None or row is None or not row.enabled:
             continue
         device_id, what = place
-        key = _key_of(payload) if what == "readings" else None
         try:
             if len(payload) > max_bytes:
                 raise TooLarge(
@@ -158,6 +157,8 @@ def handle_batch(
             else:
                 outcomes[index] = _handle_other(DeviceRef(device_id, now), what, payload, now)
         except DomainError as exc:
+            # A readings error names the batch's key when it can be read, so the board knows.
+            key = _key_of(payload) if what == "readings" else None
             outcomes[index] = _error(device_id, what, key, exc)
     if waiting:
         _store(waiting, outcomes, now)
