@@ -67,6 +67,13 @@ DEFAULTS: dict[str, Any] = {
     # The bridge's MQTT client id (its persistent session); default portal-bridge-<host name>.
     # Two bridges must not share one.
     "MQTT_CLIENT_ID": None,
+    # Email notifications: the SMTP server that takes them; unset host = no email.
+    "SMTP_HOST": None,
+    "SMTP_PORT": 25,
+    "SMTP_USERNAME": None,  # with SMTP_PASSWORD: log in (after STARTTLS when that is on)
+    "SMTP_PASSWORD": None,
+    "SMTP_FROM": None,  # the sender address; required with SMTP_HOST
+    "SMTP_STARTTLS": False,
 }
 
 INT_SETTINGS = (
@@ -87,6 +94,7 @@ SOURCE_LANGUAGE = "en"  # the language the portal is written in: it needs no cat
 
 
 RATE_LIMIT_SETTINGS = ("LOGIN_LIMIT", "BAD_TOKEN_LIMIT")
+BOOLEAN_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
 class ConfigError(RuntimeError):
@@ -176,6 +184,7 @@ def _validate(app: Flask) -> None:
             f"PORTAL_REQUIRE_2FA must be none, admin or all, got {app.config['REQUIRE_2FA']!r}"
         )
     _mqtt(app)
+    _smtp(app)
     for name in RATE_LIMIT_SETTINGS:
         value = app.config[name]
         try:
@@ -227,3 +236,30 @@ def _mqtt(app: Flask) -> None:
             "PORTAL_MQTT_TOPIC_PREFIX must be 1-4 topic levels of letters, digits and _ . -"
             f" (e.g. portal), got {prefix!r}"
         )
+
+
+def _smtp(app: Flask) -> None:
+    config = app.config
+    for name in ("SMTP_HOST", "SMTP_USERNAME", "SMTP_PASSWORD", "SMTP_FROM"):
+        value = config[name]
+        if value is not None and not isinstance(value, str):
+            value = str(value)  # the environment's JSON parsing made a number of it
+        config[name] = value or None
+    port = config["SMTP_PORT"]
+    if isinstance(port, str) and port.strip().isdigit():
+        port = int(port)
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ConfigError(f"PORTAL_SMTP_PORT must be a port number (1-65535), got {port!r}")
+    config["SMTP_PORT"] = port
+    starttls = config["SMTP_STARTTLS"]
+    if isinstance(starttls, str) and starttls.strip().lower() in BOOLEAN_WORDS:
+        starttls = BOOLEAN_WORDS[starttls.strip().lower()]
+    if not isinstance(starttls, bool):
+        raise ConfigError(f"PORTAL_SMTP_STARTTLS must be true or false, got {starttls!r}")
+    config["SMTP_STARTTLS"] = starttls
+    if config["SMTP_HOST"] and not config["SMTP_FROM"]:
+        raise ConfigError("PORTAL_SMTP_FROM (the sender address) is needed with PORTAL_SMTP_HOST")
+    if config["SMTP_FROM"] and "@" not in config["SMTP_FROM"]:
+        raise ConfigError(f"PORTAL_SMTP_FROM must be an email address, got {config['SMTP_FROM']!r}")
+    if bool(config["SMTP_USERNAME"]) != bool(config["SMTP_PASSWORD"]):
+        raise ConfigError("PORTAL_SMTP_USERNAME and PORTAL_SMTP_PASSWORD go together")

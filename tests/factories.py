@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import timedelta
 
 import factory
@@ -10,9 +11,13 @@ from factory.alchemy import SQLAlchemyModelFactory
 from portal.extensions import db
 from portal.models import (
     AuditEvent,
+    ChannelKind,
     Command,
     CommandStatus,
     Device,
+    NotificationAttempt,
+    NotificationChannel,
+    NotificationDelivery,
     PersonalToken,
     Reading,
     Role,
@@ -21,6 +26,7 @@ from portal.models import (
     User,
     utcnow,
 )
+from portal.services import channels, secret_box
 from portal.services.tokens import DEVICE_PREFIX, PERSONAL_PREFIX, new_token
 from portal.services.users import hash_password
 
@@ -128,3 +134,51 @@ class AuditEventFactory(Base):
     action = "update"
     object_type = "device"
     object_id = "1"
+
+
+class NotificationChannelFactory(Base):
+    """A webhook channel; ``secret`` (the clear signing secret) is set on the returned object."""
+
+    class Meta:
+        model = NotificationChannel
+
+    owner = factory.SubFactory(UserFactory)
+    name = factory.Sequence(lambda n: f"channel-{n}")
+    kind = ChannelKind.webhook
+    url = "http://127.0.0.1:9/hook"
+    enabled = True
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        secret = None
+        if str(kwargs.get("kind", ChannelKind.webhook)) == "webhook":
+            secret = channels.SECRET_PREFIX + secrets.token_urlsafe(16)
+            kwargs.setdefault("secret", secret_box.fernet(channels.SEAL).encrypt(secret.encode()))
+            kwargs.setdefault("secret_prefix", secret[:10])
+        else:
+            kwargs.setdefault("url", None)
+            kwargs.setdefault("address", "ops@example.org")
+        obj = super()._create(model_class, *args, **kwargs)
+        obj.clear_secret = secret
+        return obj
+
+
+class NotificationDeliveryFactory(Base):
+    class Meta:
+        model = NotificationDelivery
+
+    channel = factory.SubFactory(NotificationChannelFactory)
+    event = "alert.raised"
+    body = factory.LazyFunction(lambda: {"id": "e1", "event": "alert.raised"})
+    next_attempt_at = factory.LazyFunction(utcnow)
+
+
+class NotificationAttemptFactory(Base):
+    class Meta:
+        model = NotificationAttempt
+
+    delivery = factory.SubFactory(NotificationDeliveryFactory)
+    attempted_at = factory.LazyFunction(utcnow)
+    duration_ms = 12
+    status_code = 500
+    error = "HTTP 500"

@@ -9,7 +9,17 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
 from portal.extensions import db
-from portal.models import AuditEvent, Command, Device, PersonalToken, Reading, Schedule, User
+from portal.models import (
+    AuditEvent,
+    Command,
+    Device,
+    NotificationChannel,
+    NotificationDelivery,
+    PersonalToken,
+    Reading,
+    Schedule,
+    User,
+)
 
 
 class PortalIndexView(AdminIndexView):
@@ -33,6 +43,7 @@ def init_admin(app: Flask) -> Admin:
     from portal.admin.arguments import unsafe_return_url
     from portal.admin.base import localtime
     from portal.admin.devices import DeviceView
+    from portal.admin.notifications import ChannelView, DeliveryView
     from portal.admin.people import AuditView, TokenView, UserView
     from portal.admin.records import CommandView, ReadingView
     from portal.admin.schedules import ScheduleView
@@ -61,6 +72,25 @@ def init_admin(app: Flask) -> Admin:
     admin.add_view(ScheduleView(Schedule, session, name=_l("Schedules"), endpoint="schedules"))
     admin.add_view(CommandView(Command, session, name=_l("Commands"), endpoint="commands"))
     admin.add_view(ReadingView(Reading, session, name=_l("Readings"), endpoint="readings"))
+    notifications = _l("Notifications")  # the menu category of channels and their deliveries
+    admin.add_view(
+        ChannelView(
+            NotificationChannel,
+            session,
+            name=_l("Channels"),
+            endpoint="channels",
+            category=notifications,
+        )
+    )
+    admin.add_view(
+        DeliveryView(
+            NotificationDelivery,
+            session,
+            name=_l("Deliveries"),
+            endpoint="deliveries",
+            category=notifications,
+        )
+    )
     admin.add_view(UserView(User, session, name=_l("Users"), endpoint="users", category=admin_only))
     admin.add_view(
         TokenView(PersonalToken, session, name=_l("Tokens"), endpoint="tokens", category=admin_only)

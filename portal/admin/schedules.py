@@ -1,4 +1,4 @@
-"""Admin view of schedules: one form for cron, interval and one-off schedules."""
+"""Admin view of schedules: one form for cron, interval, one-off and sun schedules."""
 
 from __future__ import annotations
 
@@ -8,7 +8,15 @@ from flask_admin.contrib.sqla.fields import QuerySelectField
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from markupsafe import Markup, escape
-from wtforms import BooleanField, DateTimeLocalField, IntegerField, StringField
+from wtforms import (
+    BooleanField,
+    DateTimeLocalField,
+    FloatField,
+    IntegerField,
+    SelectField,
+    StringField,
+)
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, NumberRange, Optional
 
 from portal.admin.base import JSONObjectField, SecureModelView
@@ -16,7 +24,7 @@ from portal.admin.records import changeable_devices
 from portal.extensions import db
 from portal.services import access
 from portal.services import schedules as service
-from portal.services.errors import DomainError
+from portal.services.errors import DomainError, InvalidInput
 
 FIELDS = (
     "name",
@@ -26,6 +34,10 @@ FIELDS = (
     "cron",
     "interval_seconds",
     "run_at",
+    "sun_event",
+    "sun_offset_minutes",
+    "sun_latitude",
+    "sun_longitude",
     "timezone",
     "enabled",
     "start_at",
@@ -33,6 +45,14 @@ FIELDS = (
     "misfire_grace_seconds",
     "command_ttl_seconds",
 )
+# The form's fields for the service's ``sun`` object, and the other way for its errors.
+SUN_FIELDS = {
+    "sun_event": "event",
+    "sun_offset_minutes": "offset_minutes",
+    "sun_latitude": "latitude",
+    "sun_longitude": "longitude",
+}
+SUN_ERRORS = {"sun": "sun_event", **{f"sun.{part}": name for name, part in SUN_FIELDS.items()}}
 LOCAL_HELP = _l("In the schedule's time zone.")
 
 
@@ -86,6 +106,7 @@ class ScheduleView(SecureModelView):
         "cron",
         "interval_seconds",
         "run_at",
+        *SUN_FIELDS,
         "timezone",
         "enabled",
         "start_at",
@@ -114,6 +135,10 @@ class ScheduleView(SecureModelView):
         "cron": _l("Cron"),
         "interval_seconds": _l("Interval (s)"),
         "run_at": _l("Run once at"),
+        "sun_event": _l("Sun event"),
+        "sun_offset_minutes": _l("Minutes after the event"),
+        "sun_latitude": _l("Latitude"),
+        "sun_longitude": _l("Longitude"),
         "timezone": _l("Time zone"),
         "enabled": _l("Enabled"),
         "start_at": _l("Start at"),
@@ -160,13 +185,50 @@ class ScheduleView(SecureModelView):
             validators=[Optional()],
             description=_l(
                 "Five fields, e.g. 0 7 * * 1-5 (weekdays at 07:00). "
-                "Fill exactly one of cron, interval or run at."
+                "Fill exactly one of cron, interval, run at or sun event."
             ),
         ),
         "interval_seconds": IntegerField(
             _l("Interval (seconds)"), validators=[Optional(), NumberRange(min=1)]
         ),
         "run_at": _local(_l("Run once at")),
+        "sun_event": SelectField(
+            _l("Sun event"),
+            choices=[
+                SelectChoice("", "—"),
+                SelectChoice("sunrise", _l("Sunrise")),
+                SelectChoice("sunset", _l("Sunset")),
+                SelectChoice("dawn", _l("Dawn (civil twilight)")),
+                SelectChoice("dusk", _l("Dusk (civil twilight)")),
+            ],
+            coerce=lambda value: value or "",
+            default="",
+            description=_l(
+                "Fires once a day at this event plus the minutes below, at the place below. "
+                "Days without it (polar day or night) are skipped; a day is a day in the "
+                "schedule's time zone."
+            ),
+            # portal.js shows these fields only while an event is chosen.
+            render_kw={
+                "data-reveals": " ".join(name for name in SUN_FIELDS if name != "sun_event")
+            },
+        ),
+        "sun_offset_minutes": IntegerField(
+            _l("Minutes after the event"),
+            default=0,
+            validators=[Optional()],
+            description=_l("Negative: before it, e.g. -30; from -720 to 720."),
+        ),
+        "sun_latitude": FloatField(
+            _l("Latitude"),
+            validators=[Optional()],
+            description=_l("Degrees, north positive, e.g. 52.52"),
+        ),
+        "sun_longitude": FloatField(
+            _l("Longitude"),
+            validators=[Optional()],
+            description=_l("Degrees, east positive, e.g. 13.40"),
+        ),
         "timezone": StringField(
             _l("Time zone"), default="UTC", description=_l("IANA name, e.g. Europe/Berlin")
         ),
@@ -190,17 +252,21 @@ class ScheduleView(SecureModelView):
         return form
 
     def _fields(self, form) -> dict:
-        data = {name: getattr(form, name).data for name in FIELDS}
+        data = {name: getattr(form, name).data for name in FIELDS if name not in SUN_FIELDS}
         data["cron"] = (data["cron"] or "").strip() or None
         for name in ("run_at", "start_at", "end_at"):
             data[name] = service.from_local(data[name], data["timezone"], field=name)
+        sun = {part: getattr(form, name).data for name, part in SUN_FIELDS.items()}
+        data["sun"] = sun if sun["event"] else None
         return data
 
     def service_create(self, form):
-        return service.create_schedule(current_user, **self._fields(form))
+        return _on_form_fields(lambda: service.create_schedule(current_user, **self._fields(form)))
 
     def service_update(self, form, model):
-        return service.update_schedule(current_user, model, **self._fields(form))
+        return _on_form_fields(
+            lambda: service.update_schedule(current_user, model, **self._fields(form))
+        )
 
     def service_delete(self, model):
         service.delete_schedule(current_user, model)
@@ -245,3 +311,12 @@ class ScheduleView(SecureModelView):
             flash(exc.message, "error")
             return
         flash(done_message % {"num": done}, "success")
+
+
+def _on_form_fields(change):
+    """Run ``change``; a complaint about ``sun.latitude`` lands on the form's ``sun_latitude``."""
+    try:
+        return change()
+    except InvalidInput as exc:
+        fields = {SUN_ERRORS.get(name, name): message for name, message in exc.fields.items()}
+        raise InvalidInput(exc.message, fields=fields) from None

@@ -24,13 +24,22 @@ from portal.services.errors import InvalidInput
 
 NOT_NULL = ("enabled",)
 DEFAULTS = {"timezone": "UTC", "misfire_grace_seconds": 300, "command_ttl_seconds": 3600}
+# Answer fields that are no column: the words, and the sun settings gathered from theirs.
+COMPUTED = ("description", "sun")
 
 
 def _out(schedule: Schedule) -> ScheduleOut:
     values = {
-        name: getattr(schedule, name) for name in ScheduleOut.model_fields if name != "description"
+        name: getattr(schedule, name) for name in ScheduleOut.model_fields if name not in COMPUTED
     }
-    return ScheduleOut.model_validate({**values, "description": schedules.describe(schedule)})
+    sun = schedules.sun_of(schedule)
+    return ScheduleOut.model_validate(
+        {
+            **values,
+            "sun": None if sun is None else sun.as_dict(),
+            "description": schedules.describe(schedule),
+        }
+    )
 
 
 @route(
@@ -62,7 +71,8 @@ def list_schedules(user: User, query: SchedulesQuery):
     responses={201: ScheduleOut},
 )
 def create_schedule(user: User, body: ScheduleIn):
-    """Exactly one of ``cron``, ``interval_seconds``, ``run_at``; ``timezone`` is IANA."""
+    """Exactly one of ``cron``, ``interval_seconds``, ``run_at``, ``sun``; ``timezone`` is IANA
+    (for ``sun``, the zone whose local days count: one fire a day)."""
     fields = body.model_dump(exclude={"device_id"})
     for name, default in DEFAULTS.items():
         if fields[name] is None:
@@ -90,8 +100,8 @@ def show_schedule(user: User, schedule_id: int):
     responses={200: ScheduleOut},
 )
 def change_schedule(user: User, schedule_id: int, body: SchedulePatch):
-    """Only the fields sent change; sending one of cron/interval_seconds/run_at switches
-    the kind."""
+    """Only the fields sent change; sending one of cron/interval_seconds/run_at/sun switches
+    the kind (the parts of ``sun`` sent to a sun schedule change only those parts)."""
     schedule = schedules.get_schedule_for(user, schedule_id, for_change=True)
     fields = body.model_dump(exclude_unset=True)
     nulls = {

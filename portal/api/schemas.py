@@ -324,6 +324,36 @@ class CommandPage(Page[CommandOut]):
 
 # ---- schedules ---------------------------------------------------------------------------
 
+SunEvent = Literal["sunrise", "sunset", "dawn", "dusk"]
+Degrees = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class SunIn(Body):
+    """When a sun schedule fires: once a local day at the event plus the offset, at the place."""
+
+    event: SunEvent = Field(description="Dawn and dusk are civil twilight (6° below).")
+    offset_minutes: int = Field(
+        default=0, description="Minutes after the event (negative: before), within ±720."
+    )
+    latitude: Degrees = Field(description="−90 to 90, north positive.", examples=[52.52])
+    longitude: Degrees = Field(description="−180 to 180, east positive.", examples=[13.4])
+
+
+class SunPatch(Body):
+    """For a sun schedule, only the parts sent change; switching to the sun kind needs all."""
+
+    event: SunEvent | None = None
+    offset_minutes: int | None = None
+    latitude: Degrees | None = None
+    longitude: Degrees | None = None
+
+
+class SunOut(Out):
+    event: SunEvent
+    offset_minutes: int
+    latitude: float
+    longitude: float
+
 
 class ScheduleIn(Body):
     name: Text
@@ -333,6 +363,7 @@ class ScheduleIn(Body):
     cron: Annotated[Text, Field(examples=["0 7 * * 1-5"])] | None = None
     interval_seconds: int | None = None
     run_at: Instant | None = None
+    sun: SunIn | None = None
     timezone: Annotated[Text, Field(examples=["Europe/Berlin"])] | None = None
     enabled: bool = True
     start_at: Instant | None = None
@@ -349,6 +380,7 @@ class SchedulePatch(Body):
     cron: Text | None = None
     interval_seconds: int | None = None
     run_at: Instant | None = None
+    sun: SunPatch | None = None
     timezone: Text | None = None
     enabled: bool | None = None
     start_at: Instant | None = None
@@ -367,6 +399,7 @@ class ScheduleOut(Out):
     cron: str | None
     interval_seconds: int | None
     run_at: datetime | None
+    sun: SunOut | None
     timezone: str
     enabled: bool
     start_at: datetime | None
@@ -401,3 +434,98 @@ class FireTime(Out):
 
 class NextOut(Out):
     items: list[FireTime]
+
+
+# ---- notification channels ---------------------------------------------------------------
+
+ChannelKindName = Literal["webhook", "email"]
+
+
+class ChannelIn(Body):
+    name: Text
+    kind: ChannelKindName
+    url: Annotated[Text, Field(examples=["https://example.org/hooks/portal"])] | None = Field(
+        default=None, description="A webhook's http(s) URL: each delivery is a signed JSON POST."
+    )
+    address: Annotated[Text, Field(examples=["ops@example.org"])] | None = Field(
+        default=None, description="An email channel's address."
+    )
+    enabled: bool = True
+    owner: Text | None = Field(
+        default=None, description="User name of the owner (admin only; default: the caller)."
+    )
+
+
+class ChannelPatch(Body):
+    name: Text | None = None
+    kind: ChannelKindName | None = Field(
+        default=None, description="Cannot change: only the channel's own kind is accepted."
+    )
+    url: Text | None = None
+    address: Text | None = None
+    enabled: bool | None = None
+    owner: Text | None = Field(default=None, description="User name (admin only).")
+
+
+class ChannelOut(Out):
+    id: int
+    name: str
+    kind: ChannelKindName
+    url: str | None
+    address: str | None
+    enabled: bool
+    owner_id: int
+    owner: str
+    secret_prefix: str | None = Field(
+        description="A webhook's signing secret begins so (to tell secrets apart); null for email."
+    )
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, channel: Any) -> ChannelOut:
+        return cls.model_validate(cls._values(channel))
+
+    @classmethod
+    def _values(cls, channel: Any) -> dict[str, Any]:
+        computed = {
+            "owner": channel.owner.username,
+            "kind": channel.kind.value,
+            "secret_prefix": channel.secret_prefix or None,
+        }
+        plain = {name: getattr(channel, name) for name in ChannelOut.model_fields}
+        return {**plain, **computed}
+
+
+class ChannelWithSecretOut(ChannelOut):
+    secret: str | None = Field(
+        description="A webhook's signing secret, shown this once: the receiver checks "
+        "X-Portal-Signature with it. null for email."
+    )
+
+    @classmethod
+    def with_secret(cls, channel: Any, secret: str | None) -> ChannelWithSecretOut:
+        return cls.model_validate({**cls._values(channel), "secret": secret})
+
+
+class ChannelPage(Page[ChannelOut]):
+    pass
+
+
+class DeliveryOut(Out):
+    id: int
+    channel_id: int
+    event: str = Field(examples=["alert.raised"])
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime | None
+    last_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, delivery: Any) -> DeliveryOut:
+        values = {name: getattr(delivery, name) for name in cls.model_fields}
+        return cls.model_validate({**values, "status": delivery.status.value})

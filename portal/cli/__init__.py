@@ -1,5 +1,5 @@
 """Click groups: ``flask users``, ``flask devices``, ``flask scheduler``, ``flask mqtt``,
-``flask demo``."""
+``flask notifications``, ``flask demo``."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ def register(app: Flask) -> None:
     from portal.cli.demo import demo
     from portal.cli.devices import devices
     from portal.cli.mqtt import mqtt
+    from portal.cli.notifications import notifications_group
     from portal.cli.scheduler import scheduler
     from portal.cli.users import users
 
@@ -25,6 +26,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(demo)
     app.cli.add_command(scheduler)
     app.cli.add_command(mqtt)
+    app.cli.add_command(notifications_group, "notifications")
 
 
 def domain_command(func):

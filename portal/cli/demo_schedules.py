@@ -22,6 +22,14 @@ def demo_schedules(now: datetime) -> list[dict[str, Any]]:
             "cron": "0 7 * * *",
             "timezone": "Europe/Berlin",
         },
+        {
+            "name": "Lights on at sunset",
+            "device": "greenhouse-pi",
+            "action": "relay.on",
+            "payload": {"channel": 2},
+            "sun": {"event": "sunset", "offset_minutes": -30, "latitude": 52.52, "longitude": 13.4},
+            "timezone": "Europe/Berlin",
+        },
         # Every minute, so a fresh demo visibly fires within one.
         {
             "name": "Fan pulse",

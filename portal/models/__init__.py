@@ -5,6 +5,13 @@ from portal.models.commands import Command
 from portal.models.devices import Device
 from portal.models.enums import CommandSource, CommandStatus, Role, ScheduleKind, TokenScope
 from portal.models.mqtt import BridgeBeat, MqttCredentialChange
+from portal.models.notifications import (
+    ChannelKind,
+    DeliveryStatus,
+    NotificationAttempt,
+    NotificationChannel,
+    NotificationDelivery,
+)
 from portal.models.readings import Reading
 from portal.models.schedules import Schedule, SchedulerPass
 from portal.models.sessions import UserSession
@@ -14,12 +21,17 @@ from portal.models.users import PersonalToken, RecoveryCode, User
 __all__ = [
     "AuditEvent",
     "BridgeBeat",
+    "ChannelKind",
     "Command",
     "CommandSource",
     "CommandStatus",
+    "DeliveryStatus",
     "Device",
     "IdempotencyRecord",
     "MqttCredentialChange",
+    "NotificationAttempt",
+    "NotificationChannel",
+    "NotificationDelivery",
     "PersonalToken",
     "Reading",
     "RecoveryCode",

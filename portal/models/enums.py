@@ -38,6 +38,7 @@ class ScheduleKind(enum.StrEnum):
     cron = "cron"
     interval = "interval"
     once = "once"
+    sun = "sun"
 
 
 def enum_column(enum_cls: type[enum.Enum], length: int = 16) -> sa.Enum:

@@ -26,6 +26,11 @@ class Schedule(Model):
     cron: Mapped[str | None] = mapped_column(String(120))
     interval_seconds: Mapped[int | None] = mapped_column(Integer)
     run_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The sun kind: its event (sunrise, sunset, dawn, dusk), minutes after it, and the place.
+    sun_event: Mapped[str | None] = mapped_column(String(16))
+    sun_offset_minutes: Mapped[int | None] = mapped_column(Integer)
+    sun_latitude: Mapped[float | None] = mapped_column()
+    sun_longitude: Mapped[float | None] = mapped_column()
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     enabled: Mapped[bool] = mapped_column(default=True)
     start_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

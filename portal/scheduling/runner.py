@@ -45,6 +45,7 @@ from portal.extensions import db
 from portal.models import Command, CommandSource, CommandStatus, Schedule, SchedulerPass, utcnow
 from portal.models.types import UTCDateTime
 from portal.scheduling import timing
+from portal.services import notifications
 from portal.services.commands import expire_commands
 from portal.services.idempotency import purge_expired
 from portal.services.schedules import spec_of
@@ -71,6 +72,10 @@ _PLAN_COLUMNS = [
         "cron",
         "interval_seconds",
         "run_at",
+        "sun_event",
+        "sun_offset_minutes",
+        "sun_latitude",
+        "sun_longitude",
         "timezone",
         "start_at",
         "end_at",
@@ -257,7 +262,8 @@ class _Tally:
 
 
 def tick(now: datetime | None = None) -> int:
-    """Run one pass at ``now``: fire due schedules, expire stale commands, record the pass.
+    """Run one pass at ``now``: fire due schedules, expire stale commands, record the pass,
+    then send the notifications due (``notifications.deliver_due``).
 
     Returns how many commands were created. Commits its own work (the scheduler is an edge).
     Raises OperationalError/InterfaceError when the database is unreachable.
@@ -292,6 +298,15 @@ def tick(now: datetime | None = None) -> int:
         )
     )
     db.session.commit()
+    # Last, once the pass's own work is stored: each send is bounded in time and they go out
+    # side by side, so a dead receiver costs this pass seconds at most and loses nothing.
+    try:
+        notifications.deliver_due(now)
+    except DATABASE_DOWN:
+        raise
+    except Exception:  # the notifications' failure must not fail the pass; the next retries
+        db.session.rollback()
+        log.exception("delivering notifications failed")
     return tally.fired
 
 

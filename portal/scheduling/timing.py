@@ -2,26 +2,39 @@
 
 Every instant going in or out is timezone-aware UTC. Cron expressions are evaluated in the
 schedule's IANA zone by cronsim, which follows Debian cron's daylight-saving rules (see
-SCHEDULING.md); intervals are exact elapsed time in UTC; a one-off is a single instant.
+SCHEDULING.md); intervals are exact elapsed time in UTC; a one-off is a single instant; a sun
+schedule fires once a local day at sunrise, sunset, dawn or dusk (``portal.scheduling.sun``)
+plus an offset.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from functools import lru_cache
-from typing import TypeVar
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from cron_descriptor import ExpressionDescriptor, Options
 from cronsim import CronSim, CronSimError
 
+from portal.scheduling import sun as sun_events
+
 UTC = UTC
 CRON = "cron"
 INTERVAL = "interval"
 ONCE = "once"
-KINDS = (CRON, INTERVAL, ONCE)
+SUN = "sun"
+KINDS = (CRON, INTERVAL, ONCE, SUN)
+KIND_FIELDS = ("cron", "interval_seconds", "run_at", "sun")
+EXACTLY_ONE = "Give exactly one of cron, interval_seconds, run_at, sun."
 MAX_INTERVAL_SECONDS = 10 * 366 * 24 * 3600
+SUN_EVENTS = sun_events.EVENTS
+SUN_KEYS = ("event", "offset_minutes", "latitude", "longitude")
+MAX_SUN_OFFSET_MINUTES = 12 * 60
+# A place without its event for longer than a year never has it (the sun's year repeats).
+SUN_SEARCH_DAYS = 370
 # A scheduler down for a long time with a busy cron could make counting the missed due times
 # slow; past this many the count stops (the fire decision stays exact, see plan_fire).
 CATCH_UP_LIMIT = 10_000
@@ -30,12 +43,16 @@ _V = TypeVar("_V")
 
 
 class TimingError(ValueError):
-    """A schedule spec that cannot work; ``field`` names the offending field."""
+    """A schedule spec that cannot work; ``field`` names the (first) offending field.
 
-    def __init__(self, field: str, message: str):
+    ``fields`` holds every bad field with its message, for a value with parts (``sun.latitude``).
+    """
+
+    def __init__(self, field: str, message: str, fields: dict[str, str] | None = None):
         super().__init__(message)
         self.field = field
         self.message = message
+        self.fields = fields or {field: message}
 
 
 def validate_timezone(name: str | None, field: str = "timezone") -> str:
@@ -105,13 +122,27 @@ def _cron_problem(expr: str, exc: CronSimError) -> str:
 
 def validate_interval(value: object, field: str = "interval_seconds") -> int:
     """Return the interval in whole seconds (1 up to ten years), or raise TimingError."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int)
-        or not (1 <= value <= MAX_INTERVAL_SECONDS)
-    ):
+    seconds = whole_number_between(value, 1, MAX_INTERVAL_SECONDS)
+    if seconds is None:
         raise TimingError(field, f"Whole seconds from 1 to {MAX_INTERVAL_SECONDS}.")
-    return value
+    return seconds
+
+
+def number_between(value: object, low: float, high: float) -> int | float | None:
+    """``value`` if it is a number (not a bool) from ``low`` to ``high``, else None.
+
+    NaN and the infinities never are; a huge int is compared as it is, never made a float.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return value if low <= value <= high else None
+
+
+def whole_number_between(value: object, low: int, high: int) -> int | None:
+    """``value`` if it is an int (not a bool) from ``low`` to ``high``, else None."""
+    return (
+        value if isinstance(value, int) and number_between(value, low, high) is not None else None
+    )
 
 
 def validate_instant(value: object, field: str) -> datetime | None:
@@ -135,6 +166,52 @@ def validate_instant(value: object, field: str) -> datetime | None:
     return value.astimezone(UTC)
 
 
+@dataclass(frozen=True, slots=True)
+class Sun:
+    """A sun schedule's event, its offset in minutes (negative: before it) and the place."""
+
+    event: str
+    offset_minutes: int
+    latitude: float
+    longitude: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in SUN_KEYS}
+
+
+def validate_sun(value: object, field: str = "sun") -> Sun:
+    """Return the sun settings as a Sun, or raise TimingError naming every bad part.
+
+    ``value`` is a mapping with ``event`` (sunrise, sunset, dawn, dusk), ``offset_minutes``
+    (whole minutes within ±720; missing or None: 0), ``latitude`` (−90 to 90, north positive)
+    and ``longitude`` (−180 to 180, east positive); other keys are refused. The parts are
+    named ``sun.event`` and so on.
+    """
+    if isinstance(value, Sun):
+        value = value.as_dict()
+    if not isinstance(value, Mapping):
+        raise TimingError(field, "An object with event, offset_minutes, latitude and longitude.")
+    errors = {f"{field}.{key}": "Unknown field." for key in value if key not in SUN_KEYS}
+    event = value.get("event")
+    if event not in SUN_EVENTS:
+        errors[f"{field}.event"] = "One of sunrise, sunset, dawn, dusk."
+    minutes = value.get("offset_minutes")
+    limit = MAX_SUN_OFFSET_MINUTES
+    offset = whole_number_between(0 if minutes is None else minutes, -limit, limit)
+    if offset is None:
+        errors[f"{field}.offset_minutes"] = f"Whole minutes from -{limit} to {limit}."
+    latitude = number_between(value.get("latitude"), -90, 90)
+    if latitude is None:
+        errors[f"{field}.latitude"] = "Degrees from -90 to 90 (north positive)."
+    longitude = number_between(value.get("longitude"), -180, 180)
+    if longitude is None:
+        errors[f"{field}.longitude"] = "Degrees from -180 to 180 (east positive)."
+    if errors or offset is None or latitude is None or longitude is None:
+        first = next(iter(errors))
+        raise TimingError(first, errors[first], errors)
+    return Sun(str(event), offset, float(latitude), float(longitude))
+
+
 def required(value: _V | None, field: str) -> _V:
     """Return a value the spec's kind needs, or raise TimingError naming ``field``.
 
@@ -156,6 +233,7 @@ class Spec:
     cron: str | None = None
     interval_seconds: int | None = None
     run_at: datetime | None = None
+    sun: Sun | None = None
     timezone: str = "UTC"
     start_at: datetime | None = None
     end_at: datetime | None = None
@@ -167,6 +245,7 @@ def make_spec(
     cron: object = None,
     interval_seconds: object = None,
     run_at: object = None,
+    sun: object = None,
     timezone: str | None = "UTC",
     start_at: object = None,
     end_at: object = None,
@@ -174,21 +253,15 @@ def make_spec(
 ) -> Spec:
     """Validate one kind's fields into a Spec; raise TimingError naming the first bad field.
 
-    Exactly one of ``cron``, ``interval_seconds``, ``run_at`` must be given. An interval's
-    anchor is ``start_at`` when set, else ``anchor`` (the creation time), kept to whole seconds.
+    Exactly one of ``cron``, ``interval_seconds``, ``run_at``, ``sun`` must be given. An
+    interval's anchor is ``start_at`` when set, else ``anchor`` (the creation time), kept to
+    whole seconds.
     """
-    given = [
-        name
-        for name, value in (
-            ("cron", cron),
-            ("interval_seconds", interval_seconds),
-            ("run_at", run_at),
-        )
-        if value is not None
-    ]
+    values = (cron, interval_seconds, run_at, sun)
+    given = [name for name, value in zip(KIND_FIELDS, values, strict=True) if value is not None]
     if len(given) != 1:
         field = given[1] if len(given) > 1 else "cron"
-        raise TimingError(field, "Give exactly one of cron, interval_seconds, run_at.")
+        raise TimingError(field, EXACTLY_ONE)
     tz = validate_timezone(timezone)
     start = validate_instant(start_at, "start_at")
     end = validate_instant(end_at, "end_at")
@@ -196,6 +269,8 @@ def make_spec(
         raise TimingError("end_at", "end_at must be after start_at.")
     if cron is not None:
         return Spec(CRON, cron=validate_cron(cron), timezone=tz, start_at=start, end_at=end)
+    if sun is not None:
+        return Spec(SUN, sun=validate_sun(sun), timezone=tz, start_at=start, end_at=end)
     if interval_seconds is not None:
         origin = start if start is not None else validate_instant(anchor, "start_at")
         if origin is None:
@@ -219,7 +294,7 @@ def check_fires(spec: Spec, now: datetime) -> datetime:
     """Return the first due time after ``now``; raise TimingError when there is none.
 
     The error names the field a person would change: ``run_at`` for a one-off, ``end_at``
-    when the window closes first, else ``cron``.
+    when the window closes first, else ``cron`` or ``sun``.
     """
     first = next_fire_after(spec, now)
     if first is not None:
@@ -234,6 +309,8 @@ def check_fires(spec: Spec, now: datetime) -> datetime:
         raise TimingError(
             "end_at", "The window ends before the first due time; it would never fire."
         )
+    if spec.kind == SUN:
+        raise TimingError("sun", "The sun never reaches this event here: it would never fire.")
     raise TimingError("cron", "This cron expression never fires.")
 
 
@@ -256,6 +333,8 @@ def next_fire_after(spec: Spec, after: datetime) -> datetime | None:
             required(spec.interval_seconds, "interval_seconds"),
             after,
         )
+    elif spec.kind == SUN:
+        due = _next_sun(required(spec.sun, "sun"), spec.timezone, after)
     else:
         run_at = required(spec.run_at, "run_at")
         due = run_at if run_at > after else None
@@ -295,6 +374,25 @@ def _next_cron(expr: str, tz_name: str, after: datetime) -> datetime | None:
         due = local.astimezone(UTC)
         if due > after:
             return due
+    return None
+
+
+def _next_sun(sun: Sun, tz_name: str, after: datetime) -> datetime | None:
+    """The first event plus offset after ``after``: one a local day, skipping days without it.
+
+    The event is an instant, so daylight-saving changes need no rule of their own.
+    """
+    offset = timedelta(minutes=sun.offset_minutes)
+    try:
+        # The event to fire after ``after`` is after ``after - offset``: start on that local day.
+        day = (after - offset).astimezone(zone(tz_name)).date()
+        for _ in range(SUN_SEARCH_DAYS):
+            event = sun_events.event_on(sun.event, sun.latitude, sun.longitude, tz_name, day)
+            if event is not None and event + offset > after:
+                return event + offset
+            day += timedelta(days=1)
+    except OverflowError:  # the calendar ends (year 9999) before the next event
+        return None
     return None
 
 
@@ -369,3 +467,15 @@ def describe_interval(seconds: int) -> str:
             n = seconds // size
             return f"every {unit}" if n == 1 else f"every {n} {unit}s"
     return f"every {seconds} seconds"  # pragma: no cover - size 1 always divides
+
+
+def describe_sun(sun: Sun) -> str:
+    """``Every day at sunset − 30 min, 52.52° N 13.40° E``."""
+    when = sun.event
+    if sun.offset_minutes:
+        sign = "+" if sun.offset_minutes > 0 else "\u2212"
+        when = f"{when} {sign} {abs(sun.offset_minutes)} min"
+    north = "N" if sun.latitude >= 0 else "S"
+    east = "E" if sun.longitude >= 0 else "W"
+    place = f"{abs(sun.latitude):.2f}° {north} {abs(sun.longitude):.2f}° {east}"
+    return f"Every day at {when}, {place}"

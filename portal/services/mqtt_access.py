@@ -15,19 +15,17 @@ key derived from the portal's secret key and deleted with its row.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
 import logging
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from cryptography.fernet import Fernet, InvalidToken
-from flask import current_app
+from cryptography.fernet import InvalidToken
 from sqlalchemy import delete, select, update
 
 from portal.extensions import db
 from portal.models import Device, MqttCredentialChange
+from portal.services import secret_box
 from portal.services.wakeup import wake_bridge
 
 log = logging.getLogger(__name__)
@@ -59,16 +57,14 @@ def topic_root(prefix: str, device_id: int) -> str:
     return f"{prefix}/{username(device_id)}"
 
 
-def _fernet() -> Fernet:
-    secret = str(current_app.config["SECRET_KEY"]).encode()
-    key = hashlib.sha256(b"portal mqtt credentials\x00" + secret).digest()
-    return Fernet(base64.urlsafe_b64encode(key))
+# What secret_box derives the key of the new passwords from (kept until the broker has them).
+SEAL = "portal mqtt credentials"
 
 
 def note_change(device_id: int, token: str | None = None) -> None:
     """Record, in the caller's transaction, that the device's login must be brought in step;
     ``token`` is its new password (kept encrypted until the broker has it)."""
-    secret = _fernet().encrypt(token.encode()) if token is not None else None
+    secret = secret_box.fernet(SEAL).encrypt(token.encode()) if token is not None else None
     db.session.add(MqttCredentialChange(device_id=device_id, secret=secret))
     db.session.flush()
     wake_bridge()
@@ -166,7 +162,7 @@ def apply_changes(broker: DynamicSecurity, prefix: str, limit: int = 100) -> int
         if len(by_device) >= limit and row.device_id not in by_device:
             continue
         by_device.setdefault(row.device_id, []).append(row)
-    fernet = _fernet()
+    fernet = secret_box.fernet(SEAL)
     done = 0
     for device_id, changes in by_device.items():
         secrets = [row.secret for row in changes if row.secret is not None]

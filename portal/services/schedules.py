@@ -6,7 +6,7 @@ job (``portal.scheduling.runner``). Every change here writes one audit entry.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, overload
 from zoneinfo import ZoneInfo
@@ -37,6 +37,10 @@ SCHEDULE_FIELDS = (
     "cron",
     "interval_seconds",
     "run_at",
+    "sun_event",
+    "sun_offset_minutes",
+    "sun_latitude",
+    "sun_longitude",
     "timezone",
     "enabled",
     "start_at",
@@ -45,7 +49,7 @@ SCHEDULE_FIELDS = (
     "command_ttl_seconds",
     "next_fire_at",
 )
-KIND_FIELDS = ("cron", "interval_seconds", "run_at")
+KIND_FIELDS = timing.KIND_FIELDS
 TIMING_FIELDS = KIND_FIELDS + ("timezone", "start_at", "end_at")
 EDITABLE = (
     "name",
@@ -59,7 +63,7 @@ EDITABLE = (
 MAX_NAME = 100
 MAX_GRACE_SECONDS = 30 * 24 * 3600
 MAX_COUNT = 100
-EXACTLY_ONE = "Give exactly one of cron, interval_seconds, run_at."
+EXACTLY_ONE = timing.EXACTLY_ONE
 
 
 # ---- the spec of a stored schedule --------------------------------------------------------
@@ -69,6 +73,7 @@ def spec_of(schedule: Any) -> timing.Spec:
     """The timing spec of a schedule (a model or a row with the same columns), unvalidated.
 
     An interval without ``start_at`` is anchored at the creation time, to whole seconds.
+    A sun schedule's settings are read from its ``sun_*`` columns.
     """
     kind = schedule.kind.value if isinstance(schedule.kind, ScheduleKind) else schedule.kind
     anchor = None
@@ -81,6 +86,7 @@ def spec_of(schedule: Any) -> timing.Spec:
         cron=schedule.cron,
         interval_seconds=schedule.interval_seconds,
         run_at=schedule.run_at,
+        sun=sun_of(schedule),
         timezone=schedule.timezone or "UTC",
         start_at=schedule.start_at,
         end_at=schedule.end_at,
@@ -88,13 +94,26 @@ def spec_of(schedule: Any) -> timing.Spec:
     )
 
 
+def sun_of(schedule: Any) -> timing.Sun | None:
+    """A schedule's sun settings (None for the other kinds), unvalidated."""
+    if schedule.sun_event is None:
+        return None
+    return timing.Sun(
+        event=schedule.sun_event,
+        offset_minutes=schedule.sun_offset_minutes or 0,
+        latitude=schedule.sun_latitude,
+        longitude=schedule.sun_longitude,
+    )
+
+
 # ---- validation ---------------------------------------------------------------------------
 
 
 def _check_int(value: Any, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+    checked = timing.whole_number_between(value, low, high)
+    if checked is None:
         raise ValueError(f"Whole seconds from {low} to {high}.")
-    return value
+    return checked
 
 
 def _clean_plain(values: dict[str, Any], errors: dict[str, str]) -> dict[str, Any]:
@@ -142,13 +161,14 @@ def _clean_timing(
         ("cron", timing.validate_cron),
         ("interval_seconds", timing.validate_interval),
         ("run_at", lambda v: timing.validate_instant(v, "run_at")),
+        ("sun", timing.validate_sun),
     ]
     for field, check in checks:
         if values.get(field) is not None and field not in errors:
             try:
                 check(values[field])
             except timing.TimingError as exc:
-                errors[exc.field] = exc.message
+                errors.update(exc.fields)
     if errors:
         return None
     try:
@@ -198,6 +218,7 @@ def create_schedule(
     cron: str | None = None,
     interval_seconds: int | None = None,
     run_at: datetime | None = None,
+    sun: Mapping[str, Any] | timing.Sun | None = None,
     timezone: str = "UTC",
     enabled: bool = True,
     start_at: datetime | None = None,
@@ -208,8 +229,10 @@ def create_schedule(
 ) -> Schedule:
     """Create a schedule for a device the actor may change (``actor`` None: the shell).
 
-    Raises InvalidInput naming each bad field (a window that can never fire included),
-    Forbidden for a viewer. Instants are aware; the next due time is computed from ``now``.
+    Exactly one of ``cron``, ``interval_seconds``, ``run_at`` and ``sun`` (``{"event",
+    "offset_minutes", "latitude", "longitude"}``) says when. Raises InvalidInput naming each
+    bad field (``sun.latitude`` and so on; a window that can never fire included), Forbidden
+    for a viewer. Instants are aware; the next due time is computed from ``now``.
     """
     now = now or utcnow()
     target = _resolve_device(actor, device)
@@ -223,6 +246,7 @@ def create_schedule(
         "cron": cron,
         "interval_seconds": interval_seconds,
         "run_at": run_at,
+        "sun": sun,
         "timezone": timezone,
         "start_at": start_at,
         "end_at": end_at,
@@ -249,16 +273,26 @@ def _apply_spec(schedule: Schedule, spec: timing.Spec) -> None:
     schedule.cron, schedule.interval_seconds = spec.cron, spec.interval_seconds
     schedule.run_at, schedule.timezone = spec.run_at, spec.timezone
     schedule.start_at, schedule.end_at = spec.start_at, spec.end_at
+    sun = spec.sun
+    schedule.sun_event = None if sun is None else sun.event
+    schedule.sun_offset_minutes = None if sun is None else sun.offset_minutes
+    schedule.sun_latitude = None if sun is None else sun.latitude
+    schedule.sun_longitude = None if sun is None else sun.longitude
 
 
 def _merged_timing(schedule: Schedule, fields: dict[str, Any]) -> dict[str, Any]:
     """The schedule's timing fields with ``fields`` laid over them.
 
-    Giving a value for one of cron/interval_seconds/run_at switches to that kind and clears
-    the others; giving None for the current kind's field leaves no kind (an error).
+    Giving a value for one of cron/interval_seconds/run_at/sun switches to that kind and clears
+    the others; giving None for the current kind's field leaves no kind (an error). The parts
+    of ``sun`` given for a sun schedule change only those parts.
     """
-    merged = {name: getattr(schedule, name) for name in TIMING_FIELDS}
+    current = sun_of(schedule)
+    merged = {name: getattr(schedule, name) for name in TIMING_FIELDS if name != "sun"}
+    merged["sun"] = None if current is None else current.as_dict()
     given = {name: fields[name] for name in KIND_FIELDS if name in fields}
+    if current is not None and isinstance(given.get("sun"), Mapping):
+        given["sun"] = {**current.as_dict(), **given["sun"]}
     if any(value is not None for value in given.values()):
         merged.update(dict.fromkeys(KIND_FIELDS))
     merged.update(given)
@@ -421,6 +455,8 @@ def describe(schedule: Schedule) -> str:
     """The schedule's timing in words: "At 07:00 (Europe/Berlin)", "every 5 minutes", …"""
     if schedule.kind is ScheduleKind.cron:
         return f"{timing.describe_cron(schedule.cron)} ({schedule.timezone})"
+    if schedule.kind is ScheduleKind.sun:
+        return timing.describe_sun(timing.required(sun_of(schedule), "sun"))
     if schedule.kind is ScheduleKind.interval:
         return timing.describe_interval(
             timing.required(schedule.interval_seconds, "interval_seconds")

@@ -21,6 +21,20 @@ document.addEventListener("DOMContentLoaded", function () {
     });
   });
 
+  // A select that shows other fields only while it has a value: a schedule's sun event shows
+  // its offset and place. Hidden fields are still sent; the server reads them only with a value.
+  document.querySelectorAll("select[data-reveals]").forEach(function (select) {
+    var groups = select.getAttribute("data-reveals").split(" ").map(function (id) {
+      var field = document.getElementById(id);
+      return field && field.closest(".form-group");
+    }).filter(Boolean);
+    function update() {
+      groups.forEach(function (group) { group.hidden = !select.value; });
+    }
+    select.addEventListener("change", update);
+    update();
+  });
+
   // "3 min ago", "vor 3 Min.", "il y a 3 min" in the page's language (<html lang>).
   var lang = document.documentElement.lang || "en";
   var words = window.Intl && Intl.RelativeTimeFormat ?

@@ -279,6 +279,10 @@ def fleet(admin, operator, other_operator, viewer, device, other_device):
         factories.CommandFactory(device=d)
         factories.ReadingFactory(device=d)
         factories.AuditEventFactory(object_id=str(d.id))
+        channel = factories.NotificationChannelFactory(owner=d.owner)
+        factories.NotificationAttemptFactory(
+            delivery=factories.NotificationDeliveryFactory(channel=channel)
+        )
     factories.PersonalTokenFactory(user=operator)
     factories.UserFactory(username="spare", role=Role.viewer)
     return device, other_device

@@ -284,3 +284,65 @@ def test_bulk_send_with_a_bad_action_sends_nothing(client, db, login_as, operato
     )
     assert response.status_code == 200
     assert db.session.scalar(select(Command).limit(1)) is None
+
+
+# ---- sun schedules --------------------------------------------------------------------------
+
+SUN_FORM = {
+    "sun_event": "sunset",
+    "sun_offset_minutes": "-30",
+    "sun_latitude": "52.52",
+    "sun_longitude": "13.4",
+}
+
+
+def test_operator_creates_a_sun_schedule(client, db, login_as, operator, device):
+    login_as(operator)
+    post_form(client, "/admin/schedules/new/", {**BASE, "device": device.id, **SUN_FORM})
+    schedule = db.session.execute(select(Schedule)).scalar_one()
+    assert (
+        schedule.kind.value,
+        schedule.sun_event,
+        schedule.sun_offset_minutes,
+        schedule.sun_latitude,
+        schedule.sun_longitude,
+        schedule.cron,
+    ) == ("sun", "sunset", -30, 52.52, 13.4, None)
+    html = client.get(f"/admin/schedules/details/?id={schedule.id}").get_data(as_text=True)
+    assert "Every day at sunset \u2212 30 min, 52.52° N 13.40° E" in html
+    upcoming = html.split('data-testid="upcoming">')[1].split("</table>")[0]
+    assert upcoming.count("<tr>") == 5
+
+
+def test_a_bad_sun_place_is_an_error_on_its_field(client, db, login_as, operator, device):
+    login_as(operator)
+    response = post_form(
+        client,
+        "/admin/schedules/new/",
+        {**BASE, "device": device.id, **SUN_FORM, "sun_latitude": "95"},
+    )
+    html = response.get_data(as_text=True)
+    latitude = html.split('id="sun_latitude"')[0].rsplit("<input", 1)[1]
+    assert "is-invalid" in latitude
+    assert "Degrees from -90 to 90" in html
+    assert db.session.execute(select(Schedule)).first() is None
+
+
+def test_sun_fields_without_an_event_make_no_sun_schedule(client, db, login_as, operator, device):
+    login_as(operator)
+    form = {**BASE, "device": device.id, **SUN_FORM, "sun_event": ""}
+    response = post_form(client, "/admin/schedules/new/", form)
+    assert "exactly one" in response.get_data(as_text=True).lower()
+    assert db.session.execute(select(Schedule)).first() is None
+
+
+def test_the_sun_event_shows_its_fields_and_the_edit_form_is_filled(
+    client, db, login_as, operator, device
+):
+    login_as(operator)
+    post_form(client, "/admin/schedules/new/", {**BASE, "device": device.id, **SUN_FORM})
+    schedule = db.session.execute(select(Schedule)).scalar_one()
+    html = client.get(f"/admin/schedules/edit/?id={schedule.id}").get_data(as_text=True)
+    assert 'data-reveals="sun_offset_minutes sun_latitude sun_longitude"' in html
+    assert '<option selected value="sunset">' in html
+    assert 'value="52.52"' in html and 'value="-30"' in html

@@ -54,7 +54,7 @@ def test_create_interval_and_one_off_schedules(client, device, as_role, timing):
     "extra, fields",
     [
         ({"interval_seconds": 300}, {"cron", "interval_seconds"}),
-        ({"cron": None}, {"cron", "interval_seconds", "run_at"}),
+        ({"cron": None}, {"cron", "interval_seconds", "run_at", "sun"}),
         ({"cron": "61 * * * *"}, {"cron"}),
         ({"timezone": "Mars/Olympus"}, {"timezone"}),
         ({"colour": "red"}, {"colour"}),
@@ -174,3 +174,108 @@ def test_next_count_outside_1_to_50_is_422(client, device, as_role, value):
     )
     assert response.status_code == 422
     assert list(response.get_json()["error"]["fields"]) == ["count"]
+
+
+# ---- sun schedules --------------------------------------------------------------------------
+
+SUNSET = {"event": "sunset", "offset_minutes": -30, "latitude": 52.52, "longitude": 13.4}
+
+
+def test_create_a_sun_schedule(client, device, as_role):
+    body = body_for(device, cron=None, sun=SUNSET)
+    response = client.post("/api/v1/schedules", json=body, headers=as_role("operator"))
+    assert response.status_code == 201
+    created = response.get_json()
+    assert (created["kind"], created["sun"], created["cron"], created["description"]) == (
+        "sun",
+        SUNSET,
+        None,
+        "Every day at sunset \u2212 30 min, 52.52° N 13.40° E",
+    )
+
+
+def test_sun_offset_defaults_to_zero(client, device, as_role):
+    sun = {"event": "dawn", "latitude": -33.87, "longitude": 151.21}
+    body = body_for(device, cron=None, sun=sun)
+    created = client.post("/api/v1/schedules", json=body, headers=as_role("operator")).get_json()
+    assert created["sun"] == {**sun, "offset_minutes": 0}
+
+
+@pytest.mark.parametrize(
+    "sun, fields",
+    [
+        ({**SUNSET, "event": "noon"}, {"sun.event"}),
+        ({**SUNSET, "latitude": 91}, {"sun.latitude"}),
+        (
+            {**SUNSET, "longitude": -181, "offset_minutes": 721},
+            {"sun.longitude", "sun.offset_minutes"},
+        ),
+        ({**SUNSET, "latitude": "52.52"}, {"sun.latitude"}),
+        ({**SUNSET, "offset_minutes": 1.5}, {"sun.offset_minutes"}),
+        ({"event": "sunset", "latitude": 52.52}, {"sun.longitude"}),
+        ({**SUNSET, "colour": "red"}, {"sun.colour"}),
+        ("sunset", {"sun"}),
+    ],
+)
+def test_bad_sun_is_422_naming_each_part(client, db, device, as_role, sun, fields):
+    body = body_for(device, cron=None, sun=sun)
+    response = client.post("/api/v1/schedules", json=body, headers=as_role("operator"))
+    assert response.status_code == 422
+    assert set(response.get_json()["error"]["fields"]) == fields
+    assert count(db, Schedule) == 0
+
+
+def test_sun_and_cron_together_is_422_naming_both(client, db, device, as_role):
+    body = body_for(device, sun=SUNSET)
+    response = client.post("/api/v1/schedules", json=body, headers=as_role("operator"))
+    assert response.status_code == 422
+    assert set(response.get_json()["error"]["fields"]) == {"cron", "sun"}
+
+
+def test_patch_changes_only_the_parts_of_sun_sent(client, device, as_role):
+    body = body_for(device, cron=None, sun=SUNSET)
+    created = client.post("/api/v1/schedules", json=body, headers=as_role("operator")).get_json()
+    response = client.patch(
+        f"/api/v1/schedules/{created['id']}",
+        json={"sun": {"offset_minutes": 10}},
+        headers=as_role("operator"),
+    )
+    assert response.status_code == 200
+    assert response.get_json()["sun"] == {**SUNSET, "offset_minutes": 10}
+
+
+def test_patch_switches_a_cron_schedule_to_sun_and_back(client, device, as_role):
+    schedule = factories.ScheduleFactory(device=device)
+    path = f"/api/v1/schedules/{schedule.id}"
+    to_sun = client.patch(path, json={"sun": SUNSET}, headers=as_role("operator")).get_json()
+    to_cron = client.patch(path, json={"cron": "0 7 * * *"}, headers=as_role("operator"))
+    assert (to_sun["kind"], to_sun["interval_seconds"], to_sun["sun"]) == ("sun", None, SUNSET)
+    assert (to_cron.get_json()["kind"], to_cron.get_json()["sun"]) == ("cron", None)
+
+
+def test_patch_to_sun_without_a_place_is_422(client, device, as_role):
+    schedule = factories.ScheduleFactory(device=device)
+    response = client.patch(
+        f"/api/v1/schedules/{schedule.id}",
+        json={"sun": {"event": "sunrise"}},
+        headers=as_role("operator"),
+    )
+    assert response.status_code == 422
+    assert set(response.get_json()["error"]["fields"]) == {"sun.latitude", "sun.longitude"}
+
+
+def test_next_of_a_sun_schedule_gives_one_time_a_local_day(client, device, as_role):
+    body = body_for(device, cron=None, sun={**SUNSET, "offset_minutes": 0})
+    created = client.post("/api/v1/schedules", json=body, headers=as_role("operator")).get_json()
+    response = client.get(
+        f"/api/v1/schedules/{created['id']}/next",
+        query_string={"count": 7},
+        headers=as_role("viewer"),
+    )
+    items = response.get_json()["items"]
+    local = [datetime.fromisoformat(item["local"]) for item in items]
+    assert [datetime.fromisoformat(item["utc"]) for item in items] == local
+    days = [t.date() for t in local]
+    assert len(set(days)) == 7 and (days[-1] - days[0]).days == 6
+    # Sunset in Berlin: between 15:50 and 21:35 local time all year round.
+    assert all("15:50" <= t.strftime("%H:%M") <= "21:35" for t in local)

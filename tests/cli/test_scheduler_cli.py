@@ -130,8 +130,8 @@ def test_demo_schedules_are_added_once_by_name(db, admin):
     added = [add_demo_schedules(now), add_demo_schedules(now)]
     names = db.session.execute(select(Schedule.name).order_by(Schedule.name)).scalars().all()
     assert (added, names) == (
-        [4, 0],
-        ["Fan pulse", "Firmware check", "Morning lights", "Pump weekdays"],
+        [5, 0],
+        ["Fan pulse", "Firmware check", "Lights on at sunset", "Morning lights", "Pump weekdays"],
     )
 
 

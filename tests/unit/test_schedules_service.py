@@ -137,7 +137,7 @@ def test_create_reports_every_bad_field_at_once(operator, device):
 @pytest.mark.parametrize(
     "kinds, named",
     [
-        ({"cron": None}, {"cron", "interval_seconds", "run_at"}),
+        ({"cron": None}, {"cron", "interval_seconds", "run_at", "sun"}),
         ({"interval_seconds": 60}, {"cron", "interval_seconds"}),
     ],
     ids=["none", "two"],
@@ -146,7 +146,7 @@ def test_create_needs_exactly_one_kind(operator, device, kinds, named):
     with pytest.raises(InvalidInput) as caught:
         make(operator, device, **kinds)
     assert set(caught.value.fields) == named
-    assert "exactly one of cron, interval_seconds, run_at" in caught.value.fields["cron"]
+    assert "exactly one of cron, interval_seconds, run_at, sun" in caught.value.fields["cron"]
 
 
 @pytest.mark.parametrize(
