@@ -108,6 +108,9 @@ class Bridge:
         self.last_message_at: datetime | None = None
         self.lag = 0.0
         self.bridge_role_ok = False
+        self.credentials_after = 0.0  # time.monotonic() before which credentials wait
+        self.credentials_backoff = 0.0
+        self.pending: list[Received] = []  # the batch in hand, until it is committed
 
     # ---- paho's thread ---------------------------------------------------------------------
 
@@ -184,9 +187,9 @@ class Bridge:
                 try:
                     # Messages of an earlier connection come again on this one.
                     pending = [r for r in pending if r.session == self.session] or self._take()
+                    self.pending = pending
                     if pending:
-                        self._process(pending)
-                        pending = []
+                        self._process(pending)  # empties it once all is committed
                     now = time.monotonic()
                     if listener is None and now - last_sweep >= WATCH_SECONDS:
                         seen = self._highest_ids()
@@ -198,7 +201,8 @@ class Bridge:
                         last_sweep = now
                         if self.connected.is_set():
                             self._push_commands()
-                            self._apply_credentials()
+                            if now >= self.credentials_after:
+                                self._apply_credentials()
                     if now - last_beat >= BEAT_SECONDS:
                         last_beat = now
                         self._beat()
@@ -215,7 +219,14 @@ class Bridge:
         finally:
             leaving = False
             with contextlib.suppress(Exception):
-                leaving = self.connected.is_set() and self._others_alive() and self._leave()
+                # Not with a batch in hand (the database is away): ending the session would
+                # throw its unacknowledged messages away.
+                leaving = (
+                    not self.pending
+                    and self.connected.is_set()
+                    and self._others_alive()
+                    and self._leave()
+                )
             goodbye: Properties | None = None
             if leaving:
                 goodbye = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
@@ -280,30 +291,38 @@ class Bridge:
         self.inbox.put(None)
 
     def _process(self, batch: list[Received]) -> None:
-        """Handle a batch in one transaction. When one message spoils it (a unique-key clash:
-        two bridges racing on one idempotency key; or an unexpected error, which may leave the
-        transaction unusable) the batch is rolled back and handled again one message per
-        transaction, so only the culprit is dropped (logged, acknowledged, not stored)."""
+        """Handle a batch in one transaction, then acknowledge it; finished messages leave
+        ``batch``, so after a database error only unfinished ones are tried again.
+
+        When one message spoils the transaction (a unique-key clash: two bridges racing on one
+        idempotency key; or an unexpected error, which may leave it unusable) the batch is
+        rolled back and handled again one message per transaction, so only the culprit is
+        dropped (logged, acknowledged, not stored)."""
         try:
             outcomes = self._handle_all(batch)
         except (IntegrityError, _Spoilt):
             db.session.rollback()
-            outcomes = [self._handle_alone(received) for received in batch]
+            while batch:
+                self._finish([batch[0]], [self._handle_alone(batch[0])])
+                del batch[0]
+            return
+        self._finish(batch, outcomes)
+        batch.clear()
+
+    def _finish(self, batch: list[Received], outcomes: list[handlers.Outcome]) -> None:
+        """After the commit: acknowledge to the broker, answer the devices (no database)."""
         committed = time.monotonic()
-        came_online: set[int] = set()
         for received, outcome in zip(batch, outcomes, strict=True):
             if received.session == self.session:
                 self.client.ack(received.mid, received.qos)
             if outcome.ack is not None and outcome.device_id is not None:
                 topic = f"{mqtt_access.topic_root(self.prefix, outcome.device_id)}/down/acks"
                 self.client.publish(topic, orjson.dumps(outcome.ack, option=JSON_OPTIONS), qos=1)
-            if outcome.online and outcome.device_id is not None:
-                came_online.add(outcome.device_id)
+            if outcome.online:
+                self.wake.set()  # its queued commands go out in this loop's sweep
             self.lag = max(self.lag, committed - received.at)
         self.handled += len(batch)
         self.last_message_at = utcnow()
-        if came_online:
-            self._push_commands(came_online)
 
     def _handle_all(self, batch: list[Received]) -> list[handlers.Outcome]:
         # A live status also comes through the shared subscription: handled there, so the
@@ -339,7 +358,7 @@ class Bridge:
                 return handlers.Outcome()
         return handlers.Outcome()
 
-    def _push_commands(self, only: set[int] | None = None) -> int:
+    def _push_commands(self) -> int:
         """Claim the due commands of devices online over MQTT and publish them (QoS 1) once
         the claim is committed. A command published but never answered is published again
         when its lease runs out, as a poll would hand it out again."""
@@ -358,8 +377,6 @@ class Bridge:
                 ),
             )
         )
-        if only is not None:
-            due = due.where(c.device_id.in_(only))
         claimed: list[tuple[int, Any]] = []
         for device_id in db.session.execute(due).scalars().all():
             rows = commands.poll_commands(
@@ -399,8 +416,19 @@ class Bridge:
                 done = mqtt_access.apply_changes(self.dynsec, self.prefix)
                 if done:
                     log.info("brought %d device login(s) in step at the broker", done)
+            self.credentials_backoff = 0.0
         except BrokerError as exc:
-            log.warning("the broker's credentials are not in step yet: %s", exc)
+            # A broker that does not answer dynamic-security commands must not hold up the
+            # messages: try again later, and later still.
+            self.credentials_backoff = min(
+                max(2 * self.credentials_backoff, 5.0), MAX_BACKOFF_SECONDS * 2
+            )
+            self.credentials_after = time.monotonic() + self.credentials_backoff
+            log.warning(
+                "the broker's credentials are not in step yet (%s); next try in %.0f s",
+                exc,
+                self.credentials_backoff,
+            )
         finally:
             db.session.commit()
 

@@ -39,6 +39,7 @@ class Dynsec:
         self._arrived = threading.Condition()
         self._ids = itertools.count(1)
         self._run_id = uuid.uuid4().hex[:8]
+        self._waiting: set[str] = set()
 
     def on_response(self, payload: bytes | bytearray) -> None:
         try:
@@ -47,8 +48,10 @@ class Dynsec:
             return
         with self._arrived:
             for response in responses:
-                if isinstance(response, dict) and "correlationData" in response:
-                    self._answers[str(response["correlationData"])] = response
+                tag = response.get("correlationData") if isinstance(response, dict) else None
+                # Every admin connection sees every answer: keep only those awaited here.
+                if tag in self._waiting:
+                    self._answers[tag] = response
             self._arrived.notify_all()
 
     def run(self, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -56,17 +59,25 @@ class Dynsec:
         body = {
             "commands": [{**c, "correlationData": t} for c, t in zip(commands, tags, strict=True)]
         }
-        info = self.client.publish(TOPIC, orjson.dumps(body), qos=1)
-        if info.rc != mqtt.MQTT_ERR_SUCCESS:
-            raise BrokerError(f"the broker is not connected ({mqtt.error_string(info.rc)})")
-        deadline = time.monotonic() + self.timeout
         with self._arrived:
-            while not all(t in self._answers for t in tags):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise BrokerError("the broker did not answer a dynamic-security command")
-                self._arrived.wait(left)
-            return [self._answers.pop(t) for t in tags]
+            self._waiting.update(tags)
+        try:
+            info = self.client.publish(TOPIC, orjson.dumps(body), qos=1)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                raise BrokerError(f"the broker is not connected ({mqtt.error_string(info.rc)})")
+            deadline = time.monotonic() + self.timeout
+            with self._arrived:
+                while not all(t in self._answers for t in tags):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise BrokerError("the broker did not answer a dynamic-security command")
+                    self._arrived.wait(left)
+                return [self._answers[t] for t in tags]
+        finally:
+            with self._arrived:
+                self._waiting.difference_update(tags)
+                for tag in tags:
+                    self._answers.pop(tag, None)
 
     def clear_retained(self, topic: str) -> None:
         self.client.publish(topic, b"", qos=1, retain=True)

@@ -127,7 +127,14 @@ def handle_batch(
     or nothing, a key seen before replays its first answer, even within the set.
     """
     connection = db.session.connection()
-    where = [parse_topic(prefix, topic) for topic, _ in messages]
+    where = [
+        # An empty status is a retained status being cleared (the bridge does that when it
+        # drops a login): nothing the device said.
+        None if place is None or (place[1] == "status" and not payload) else place
+        for place, (_, payload) in zip(
+            (parse_topic(prefix, topic) for topic, _ in messages), messages, strict=True
+        )
+    ]
     device_ids = sorted({w[0] for w in where if w is not None})
     found = {row.id: row for row in connection.execute(_FIND, {"device_ids": device_ids})}
     stale = timedelta(seconds=touch_seconds)
@@ -142,9 +149,10 @@ def handle_batch(
     waiting: list[_Batch] = []
     for index, ((topic, payload), place) in enumerate(zip(messages, where, strict=True)):
         row = found.get(place[0]) if place is not None else None
-        # Not a device's topic (the ACLs make that the bridge's own), or a device deleted or
-        # disabled since (its login is going): nobody to answer.
-        if place is None or row is None or not row.enabled:
+        # Not a device's topic (the ACLs make that the bridge's own), or a device deleted since,
+        # or disabled (its login is going; only its going offline is still noted): nobody to
+        # answer.
+        if place is None or row is None or (not row.enabled and place[1] != "status"):
             continue
         device_id, what = place
         try:

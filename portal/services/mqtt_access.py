@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 from cryptography.fernet import InvalidToken
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, text, update
 
 from portal.extensions import db
 from portal.models import Device, MqttCredentialChange
@@ -96,12 +96,13 @@ def device_acls(prefix: str, device_id: int) -> list[dict[str, Any]]:
 
 
 def _commands_for(
-    prefix: str, device_id: int, device: Any, password: str | None
+    prefix: str, device_id: int, enabled: bool | None, password: str | None
 ) -> list[dict[str, Any]]:
     """The dynamic-security commands that make the broker agree with the portal about one
-    device. Each is safe to repeat: "already exists" and "not found" answers are expected."""
+    device (``enabled`` None: it is deleted). Each is safe to repeat: "already exists" and
+    "not found" answers are expected."""
     name = username(device_id)
-    if device is None:
+    if enabled is None:
         return [
             {"command": "deleteClient", "username": name},
             {"command": "deleteRole", "rolename": name},
@@ -121,9 +122,7 @@ def _commands_for(
             # When it existed already: the new password (which drops an open connection).
             {"command": "setClientPassword", "username": name, "password": password},
         ]
-    commands.append(
-        {"command": "enableClient" if device.enabled else "disableClient", "username": name}
-    )
+    commands.append({"command": "enableClient" if enabled else "disableClient", "username": name})
     return commands
 
 
@@ -154,52 +153,95 @@ def _check(responses: list[dict[str, Any]], device_id: int, has_password: bool) 
 def apply_changes(broker: DynamicSecurity, prefix: str, limit: int = 100) -> int:
     """Bring the broker in step for up to ``limit`` devices with pending changes; return how
     many devices were put right. Stops at the first broker error (the rows stay for later)."""
-    rows = db.session.execute(
-        select(_CHANGES.c.id, _CHANGES.c.device_id, _CHANGES.c.secret).order_by(_CHANGES.c.id)
+    device_ids = (
+        db.session.execute(
+            select(_CHANGES.c.device_id)
+            .group_by(_CHANGES.c.device_id)
+            .order_by(func.min(_CHANGES.c.id))
+            .limit(limit)
+        )
+        .scalars()
+        .all()
+    )
+    db.session.commit()
+    return sum(_apply_one(broker, prefix, device_id) for device_id in device_ids)
+
+
+# PostgreSQL advisory locks of this kind: (this number, a device id).
+_LOCK_SPACE = 0x6D717474  # "mqtt"
+
+
+def _apply_one(broker: DynamicSecurity, prefix: str, device_id: int) -> bool:
+    """Make the broker agree with the portal about one device, then forget its change rows.
+
+    On PostgreSQL the device is locked first, so a second bridge (or ``flask mqtt sync``) waits
+    and then finds the rows gone or newer: the broker never ends with an older state than the
+    portal's. (SQLite is not locked here: its one write lock would hold up every writer while the
+    broker answers; run one bridge on SQLite.)
+    """
+    connection = db.session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.execute(
+            text("SELECT pg_advisory_xact_lock(:space, :id)"),
+            {"space": _LOCK_SPACE, "id": device_id},
+        )
+    changes = connection.execute(
+        select(_CHANGES.c.id, _CHANGES.c.secret)
+        .where(_CHANGES.c.device_id == device_id)
+        .order_by(_CHANGES.c.id)
     ).all()
-    by_device: dict[int, list[Any]] = {}
-    for row in rows:
-        if len(by_device) >= limit and row.device_id not in by_device:
-            continue
-        by_device.setdefault(row.device_id, []).append(row)
-    fernet = secret_box.fernet(SEAL)
-    done = 0
-    for device_id, changes in by_device.items():
-        secrets = [row.secret for row in changes if row.secret is not None]
-        password = None
-        if secrets:
-            try:
-                password = fernet.decrypt(secrets[-1]).decode()
-            except InvalidToken:
-                log.error(
-                    "device %s: its new MQTT password cannot be decrypted (the secret key "
-                    "changed?); rotate its token",
-                    device_id,
-                )
-        device = db.session.get(Device, device_id)
-        try:
-            if device is None:
-                forget_login(broker, username(device_id), prefix)
-            else:
-                _check(
-                    broker.run(_commands_for(prefix, device_id, device, password)),
-                    device_id,
-                    password is not None,
-                )
-        except BrokerError as exc:
-            db.session.rollback()
-            db.session.execute(
-                update(_CHANGES)
-                .where(_CHANGES.c.device_id == device_id)
-                .values(attempts=_CHANGES.c.attempts + 1, last_error=str(exc)[:500])
-            )
-            db.session.commit()
-            raise
-        ids = [row.id for row in changes]
-        db.session.execute(delete(_CHANGES).where(_CHANGES.c.id.in_(ids)))
+    if not changes:
         db.session.commit()
-        done += 1
-    return done
+        return False
+    device = db.session.get(Device, device_id, populate_existing=True)
+    secrets = [row.secret for row in changes if row.secret is not None]
+    password = None
+    if secrets:
+        try:
+            password = secret_box.fernet(SEAL).decrypt(secrets[-1]).decode()
+        except InvalidToken:
+            log.error(
+                "device %s: its new MQTT password cannot be decrypted (the secret key changed?); "
+                "its MQTT login stays disabled until its token is rotated",
+                device_id,
+            )
+    undecryptable = bool(secrets) and password is None
+    try:
+        if device is None:
+            forget_login(broker, username(device_id), prefix)
+        else:
+            enabled = device.enabled and not undecryptable
+            if password is not None or not enabled:
+                _say_offline(broker, prefix, device_id)
+            _check(
+                broker.run(_commands_for(prefix, device_id, enabled, password)),
+                device_id,
+                password is not None,
+            )
+    except BrokerError as exc:
+        db.session.rollback()
+        db.session.execute(
+            update(_CHANGES)
+            .where(_CHANGES.c.device_id == device_id)
+            .values(attempts=_CHANGES.c.attempts + 1, last_error=str(exc)[:500])
+        )
+        db.session.commit()
+        raise
+    db.session.execute(delete(_CHANGES).where(_CHANGES.c.id.in_([row.id for row in changes])))
+    db.session.commit()
+    return True
+
+
+def _say_offline(broker: DynamicSecurity, prefix: str, device_id: int) -> None:
+    """The device's open connection is about to be dropped (new password, disabled), and a
+    login the broker drops sends no will: mark it offline here and at the broker, so no command
+    is pushed to nobody and a reconnecting bridge does not read "online" back."""
+    broker.clear_retained(f"{topic_root(prefix, device_id)}/up/status")
+    db.session.execute(
+        update(Device.__table__)
+        .where(Device.__table__.c.id == device_id)
+        .values(mqtt_online=False, updated_at=Device.__table__.c.updated_at)
+    )
 
 
 def ensure_bridge_role(broker: DynamicSecurity, prefix: str, bridge_user: str) -> bool:

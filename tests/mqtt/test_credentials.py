@@ -67,6 +67,9 @@ def test_rotation_drops_the_old_token_at_once(mqtt_stack):
     db.session.commit()
     assert dropped_within(board, REVOKED_WITHIN) < REVOKED_WITHIN
     mqtt_stack.wait_in_step(device_id)
+    # A login the broker drops sends no will: the portal marks it offline itself, so nothing
+    # is pushed to nobody until the board says online with its new token.
+    assert not device(device_id).mqtt_online
     assert refused(mqtt_stack, device_id, old)
     fresh = mqtt_stack.device_client(device_id, new).connect()
     assert fresh.connected.is_set()
@@ -79,6 +82,7 @@ def test_disable_drops_and_enable_lets_back_in(mqtt_stack):
     db.session.commit()
     dropped_within(board, REVOKED_WITHIN)
     mqtt_stack.wait_in_step(device_id)
+    assert not device(device_id).mqtt_online
     assert refused(mqtt_stack, device_id, token)
     update_device(None, device(device_id), enabled=True)
     db.session.commit()
@@ -184,3 +188,21 @@ def test_mqtt_commands_say_so_when_mqtt_is_off(runner):
         result = runner.invoke(args=args)
         assert result.exit_code == 1
         assert "MQTT is off: set PORTAL_MQTT_URL" in result.output
+
+
+def test_a_token_that_cannot_be_decrypted_leaves_the_login_disabled(mqtt_stack):
+    """The secret key changed while a new token waited for the broker: the broker must not keep
+    accepting the old one."""
+    device_id, old = mqtt_stack.add_device()
+    mqtt_stack.bridges[0].stop()
+    new = rotate_device_token(None, device(device_id))
+    db.session.commit()
+    bridge = mqtt_stack.bridge_process("bridge-other-key", PORTAL_SECRET_KEY="another-secret-key")
+    try:
+        wait_for(lambda: not mqtt_access.pending_devices([device_id]), 20, "the change applied")
+    finally:
+        bridge.terminate()
+        output, _ = bridge.communicate(timeout=20)
+    assert b"cannot be decrypted" in output
+    assert refused(mqtt_stack, device_id, old)
+    assert refused(mqtt_stack, device_id, new)
