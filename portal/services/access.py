@@ -50,21 +50,36 @@ def device_query_for(user: User, *, for_change: bool = False) -> Select[Device]:
     return query
 
 
+def may_change_owned(user: User, owner_id: int) -> bool:
+    """Whether ``user`` may change an object owned by ``owner_id`` (a device, a channel)."""
+    return user.role is Role.admin or (user.role is Role.operator and owner_id == user.id)
+
+
+def may_see_owned(user: User, owner_id: int) -> bool:
+    return sees_all(user) or owner_id == user.id
+
+
+def check_owned_change(user: User, owner_id: int, what: str) -> None:
+    """Raise if ``user`` may not change an object of ``owner_id``: 404 out of reach (``No such
+    <what>.``), 403 read-only."""
+    if may_change_owned(user, owner_id):
+        return
+    if may_see_owned(user, owner_id):
+        raise Forbidden("You may read this object but not change it.")
+    raise NotFound(f"No such {what}.")
+
+
 def may_change_device(user: User, device: Device) -> bool:
-    return user.role is Role.admin or (user.role is Role.operator and device.owner_id == user.id)
+    return may_change_owned(user, device.owner_id)
 
 
 def may_see_device(user: User, device: Device) -> bool:
-    return sees_all(user) or device.owner_id == user.id
+    return may_see_owned(user, device.owner_id)
 
 
 def check_change(user: User, device: Device) -> None:
     """Raise if ``user`` may not change ``device``: 404 out of reach, 403 read-only."""
-    if may_change_device(user, device):
-        return
-    if may_see_device(user, device):
-        raise Forbidden("You may read this object but not change it.")
-    raise NotFound("No such device.")
+    check_owned_change(user, device.owner_id, "device")
 
 
 def get_device_for(user: User, device_id: int, *, for_change: bool = False) -> Device:

@@ -20,9 +20,15 @@ from sqlalchemy import Select, false, select
 from portal.extensions import db
 from portal.models import ChannelKind, NotificationChannel, Role, User
 from portal.services import audit, secret_box
-from portal.services.access import require_writer, sees_all
-from portal.services.errors import Conflict, Forbidden, InvalidInput, NotFound
-from portal.services.users import find_user
+from portal.services.access import (
+    check_owned_change,
+    may_change_owned,
+    may_see_owned,
+    require_writer,
+    sees_all,
+)
+from portal.services.errors import Conflict, InvalidInput, NotFound
+from portal.services.users import resolve_owner
 
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32
@@ -62,20 +68,16 @@ def visible_channel_ids(user: User) -> Select[int] | None:
 
 
 def may_change_channel(user: User, channel: NotificationChannel) -> bool:
-    return user.role is Role.admin or (user.role is Role.operator and channel.owner_id == user.id)
+    return may_change_owned(user, channel.owner_id)
 
 
 def may_see_channel(user: User, channel: NotificationChannel) -> bool:
-    return sees_all(user) or channel.owner_id == user.id
+    return may_see_owned(user, channel.owner_id)
 
 
 def check_channel_change(user: User, channel: NotificationChannel) -> None:
     """Raise if ``user`` may not change ``channel``: 404 out of reach, 403 read-only."""
-    if may_change_channel(user, channel):
-        return
-    if may_see_channel(user, channel):
-        raise Forbidden("You may read this object but not change it.")
-    raise NotFound("No such channel.")
+    check_owned_change(user, channel.owner_id, "channel")
 
 
 def get_channel_for(
@@ -205,23 +207,6 @@ def _check_name_free(owner_id: int, name: str, channel_id: int | None = None) ->
         )
 
 
-def _resolve_owner(actor: User | None, owner: User | str | None) -> User:
-    if isinstance(owner, str):
-        found = find_user(owner)
-        if found is None:
-            raise InvalidInput(fields={"owner": f"No user named {owner!r}."})
-        owner = found
-    if owner is None:
-        if actor is None:
-            raise InvalidInput(fields={"owner": "An owner is required."})
-        return actor
-    if actor is not None and actor.role is not Role.admin and owner.id != actor.id:
-        raise InvalidInput(fields={"owner": "Operators own the channels they make."})
-    if owner.role is Role.viewer:
-        raise InvalidInput(fields={"owner": "A viewer cannot own channels."})
-    return owner
-
-
 # ---- changes --------------------------------------------------------------------------------
 
 
@@ -254,7 +239,7 @@ def create_channel(
     fields = {"name": name, "url": url, "address": address, "enabled": enabled}
     fields[target] = fields[target] or ""  # the one the kind needs is required
     clean = _clean(fields, channel_kind)
-    owner_user = _resolve_owner(actor, owner)
+    owner_user = resolve_owner(actor, owner, "channels")
     _check_name_free(owner_user.id, clean["name"])
     channel = NotificationChannel(owner=owner_user, kind=channel_kind, **clean)
     secret = _new_secret(channel) if channel_kind is ChannelKind.webhook else None
@@ -285,7 +270,7 @@ def update_channel(
     if owner is not None:
         if actor is not None and actor.role is not Role.admin:
             raise InvalidInput(fields={"owner": "Only an admin may give a channel away."})
-        channel.owner = _resolve_owner(actor, owner)
+        channel.owner = resolve_owner(actor, owner, "channels")
     _check_name_free(channel.owner.id, clean.get("name", channel.name), channel.id)
     for name, value in clean.items():
         setattr(channel, name, value)

@@ -15,7 +15,7 @@ from portal.services import audit, mqtt_access
 from portal.services.access import check_change, require_writer
 from portal.services.errors import Conflict, InvalidInput
 from portal.services.tokens import DEVICE_PREFIX, hash_token, new_token
-from portal.services.users import find_user
+from portal.services.users import resolve_owner
 
 KIND_RE = re.compile(r"^[a-z0-9_.-]{1,32}$")
 KINDS = ("raspberry_pi", "arduino", "esp32", "esp8266", "pico", "generic")
@@ -55,23 +55,6 @@ def _check_name_free(name: str, device_id: int | None = None) -> None:
         )
 
 
-def _resolve_owner(actor: User | None, owner: User | str | None) -> User:
-    if isinstance(owner, str):
-        found = find_user(owner)
-        if found is None:
-            raise InvalidInput(fields={"owner": f"No user named {owner!r}."})
-        owner = found
-    if owner is None:
-        if actor is None:
-            raise InvalidInput(fields={"owner": "An owner is required."})
-        return actor
-    if actor is not None and actor.role is not Role.admin and owner.id != actor.id:
-        raise InvalidInput(fields={"owner": "Operators own the devices they create."})
-    if owner.role is Role.viewer:
-        raise InvalidInput(fields={"owner": "A viewer cannot own devices."})
-    return owner
-
-
 def create_device(
     actor: User | None,
     name: str,
@@ -97,7 +80,7 @@ def create_device(
             "enabled": enabled,
         }
     )
-    owner_user = _resolve_owner(actor, owner)
+    owner_user = resolve_owner(actor, owner, "devices")
     _check_name_free(fields["name"])
     token, digest, prefix = new_token(DEVICE_PREFIX)
     device = Device(owner=owner_user, token_hash=digest, token_prefix=prefix, **fields)
@@ -123,7 +106,7 @@ def update_device(actor: User | None, device: Device, **fields: Any) -> Device:
     if owner is not None:
         if actor is not None and actor.role is not Role.admin:
             raise InvalidInput(fields={"owner": "Only an admin may give a device away."})
-        device.owner = _resolve_owner(actor, owner)
+        device.owner = resolve_owner(actor, owner, "devices")
     for name, value in fields.items():
         setattr(device, name, value)
     db.session.flush()

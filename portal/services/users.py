@@ -235,3 +235,23 @@ def update_own_settings(
         # Every other session ends; the one that changed the password (``session_key``) stays.
         end_user_sessions(user, user, "password_changed", keep_key=session_key)
     return user
+
+
+def resolve_owner(actor: User | None, owner: User | str | None, things: str) -> User:
+    """Who owns a new (or given away) object of kind ``things`` (devices, channels): ``owner``
+    (a user or a user name), else the actor. Operators own what they create; a viewer owns
+    nothing. Raises InvalidInput on ``owner``."""
+    if isinstance(owner, str):
+        found = find_user(owner)
+        if found is None:
+            raise InvalidInput(fields={"owner": f"No user named {owner!r}."})
+        owner = found
+    if owner is None:
+        if actor is None:
+            raise InvalidInput(fields={"owner": "An owner is required."})
+        return actor
+    if actor is not None and actor.role is not Role.admin and owner.id != actor.id:
+        raise InvalidInput(fields={"owner": f"Operators own the {things} they create."})
+    if owner.role is Role.viewer:
+        raise InvalidInput(fields={"owner": f"A viewer cannot own {things}."})
+    return owner
