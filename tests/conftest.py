@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 import uuid
 
 import pytest
@@ -209,6 +210,17 @@ def login(client, user, password: str = factories.PASSWORD):
 def login_as(client):
     """``login_as(user)`` logs the test client in and returns it."""
     return lambda user: login(client, user)
+
+
+def wait_for(condition, timeout: float = 20.0, what: str = "condition"):
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.02)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}")
 
 
 def bearer(token: str) -> dict[str, str]:

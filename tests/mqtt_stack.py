@@ -10,11 +10,9 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
-import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import select
 
@@ -24,20 +22,9 @@ from portal.mqtt.bridge import Bridge
 from portal.services import mqtt_access
 from portal.services.devices import create_device
 from portal.services.users import create_user
-from tests.conftest import _schema_made, _truncate, make_app
+from tests.conftest import _schema_made, _truncate, make_app, wait_for
 
 LEASE_SECONDS = 2
-
-
-def wait_for(condition, timeout: float = 20.0, what: str = "condition"):
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}")
 
 
 class DeviceClient:

@@ -5,7 +5,6 @@ same port), its own instance folder and SQLite database, one operator and one de
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass
 
 import pytest
@@ -23,19 +22,9 @@ from portal_agent.client import PortalClient
 from portal_agent.ledger import CommandLedger
 from portal_agent.queue import ReadingQueue
 from portal_agent.runner import Agent
+from tests.conftest import wait_for  # noqa: F401 - tests here import it from this module
 
 LEASE_SECONDS = 1
-
-
-def wait_for(condition, timeout: float = 20.0, what: str = "condition"):
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}")
 
 
 class LiveServer:
