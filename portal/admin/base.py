@@ -27,7 +27,8 @@ from jinja2 import pass_context
 from markupsafe import Markup, escape
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
-from wtforms import TextAreaField, ValidationError
+from wtforms import SelectField, TextAreaField, ValidationError
+from wtforms.fields.choices import SelectChoice
 
 from portal.admin.arguments import (
     holds_nul,
@@ -40,7 +41,7 @@ from portal.admin.arguments import (
 )
 from portal.config import SOURCE_LANGUAGE
 from portal.extensions import db
-from portal.models import AuditEvent, Role
+from portal.models import AuditEvent, Role, User
 from portal.services import access
 from portal.services.errors import DomainError, NotFound
 
@@ -158,6 +159,44 @@ class FilterConverter(sqla_filters.FilterConverter):
     @filters.convert("UTCDateTime")
     def conv_utc_datetime(self, column, name, **kwargs):
         return self.conv_datetime(column, name, **kwargs)
+
+
+class OwnerFormMixin:
+    """An "Owner" select on the create and edit forms of an owned object (a device, a channel):
+    admins choose among admins and operators; for anyone else the field is left out (the
+    service makes them the owner)."""
+
+    def get_create_form(self):
+        form = super().get_create_form()
+        form.owner = SelectField(_l("Owner"), coerce=str)
+        return form
+
+    def get_edit_form(self):
+        form = super().get_edit_form()
+        form.owner = SelectField(_l("Owner"), coerce=str)
+        return form
+
+    def _prepare_owner(self, form, default: str | None):
+        if current_user.role is not Role.admin:
+            del form.owner
+            return form
+        users = db.session.execute(
+            select(User)
+            .where(User.role.in_([Role.admin, Role.operator]), User.active)
+            .order_by(User.username)
+        ).scalars()
+        form.owner.choices = [
+            SelectChoice(str(u.id), f"{u.username} ({u.role.value})") for u in users
+        ]
+        if request.method == "GET" and default:
+            form.owner.data = default
+        return form
+
+    def _owner(self, form) -> User | None:
+        field = getattr(form, "owner", None)
+        if field is None or not field.data or not str(field.data).isdigit():
+            return None
+        return db.session.get(User, int(field.data))
 
 
 class SecureModelView(ModelView):

@@ -10,12 +10,12 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
-from wtforms import BooleanField, IntegerField, SelectField, StringField, TextAreaField
-from wtforms.fields.choices import SelectChoice
+from wtforms import BooleanField, IntegerField, StringField, TextAreaField
 from wtforms.validators import InputRequired, Length, NumberRange
 
 from portal.admin.base import (
     JSONObjectField,
+    OwnerFormMixin,
     SecureModelView,
     form_data,
     object_history,
@@ -24,7 +24,7 @@ from portal.admin.base import (
     viewer_zone,
 )
 from portal.extensions import db
-from portal.models import Command, Device, MqttCredentialChange, Role, Schedule, User, utcnow
+from portal.models import Command, Device, MqttCredentialChange, Schedule, utcnow
 from portal.services import access, mqtt_access
 from portal.services import schedules as schedule_service
 from portal.services.charts import RANGES, reading_series
@@ -122,7 +122,7 @@ def device_page_context(device: Device, range_key: str) -> dict:
     }
 
 
-class DeviceView(SecureModelView):
+class DeviceView(OwnerFormMixin, SecureModelView):
     device_column = "id"
     column_list = (
         "name",
@@ -198,24 +198,6 @@ class DeviceView(SecureModelView):
         "enabled": BooleanField(_l("Enabled"), default=True),
     }
 
-    def _owner_choices(self) -> list[SelectChoice]:
-        users = db.session.execute(
-            select(User)
-            .where(User.role.in_([Role.admin, Role.operator]), User.active)
-            .order_by(User.username)
-        ).scalars()
-        return [SelectChoice(str(u.id), f"{u.username} ({u.role.value})") for u in users]
-
-    def get_create_form(self):
-        form = super().get_create_form()
-        form.owner = SelectField(_l("Owner"), coerce=str)
-        return form
-
-    def get_edit_form(self):
-        form = super().get_edit_form()
-        form.owner = SelectField(_l("Owner"), coerce=str)
-        return form
-
     def create_form(self, obj=None):
         form = super().create_form(obj)
         return self._prepare_owner(form, str(current_user.id))
@@ -223,20 +205,6 @@ class DeviceView(SecureModelView):
     def edit_form(self, obj=None):
         form = super().edit_form(obj)
         return self._prepare_owner(form, str(obj.owner_id) if obj is not None else None)
-
-    def _prepare_owner(self, form, default: str | None):
-        if current_user.role is not Role.admin:
-            del form.owner
-            return form
-        form.owner.choices = self._owner_choices()
-        if request.method == "GET" and default:
-            form.owner.data = default
-        return form
-
-    def _owner(self, form):
-        if getattr(form, "owner", None) is None:
-            return None
-        return db.session.get(User, int(form.owner.data)) if form.owner.data else None
 
     def service_create(self, form):
         device, token = create_device(

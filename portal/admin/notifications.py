@@ -15,9 +15,9 @@ from wtforms import BooleanField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length
 
-from portal.admin.base import SecureModelView
+from portal.admin.base import OwnerFormMixin, SecureModelView
 from portal.extensions import db
-from portal.models import ChannelKind, NotificationDelivery, Role, User
+from portal.models import ChannelKind, NotificationDelivery
 from portal.services import channels, notifications
 from portal.services.errors import DomainError
 
@@ -56,7 +56,7 @@ def status_badge(value: str) -> Markup:
     )
 
 
-class ChannelView(SecureModelView):
+class ChannelView(OwnerFormMixin, SecureModelView):
     column_list = ("name", "kind", "target", "owner", "enabled", "created_at")
     column_details_list = (
         "id",
@@ -127,16 +127,6 @@ class ChannelView(SecureModelView):
         return query if visible is None else query.filter(self.model.id.in_(visible))
 
     # ---- forms: the owner for admins; the kind is fixed once made -----------------------------
-    def get_create_form(self):
-        form = super().get_create_form()
-        form.owner = SelectField(_l("Owner"), coerce=str)
-        return form
-
-    def get_edit_form(self):
-        form = super().get_edit_form()
-        form.owner = SelectField(_l("Owner"), coerce=str)
-        return form
-
     def create_form(self, obj=None):
         return self._prepare_owner(super().create_form(obj), str(current_user.id))
 
@@ -146,28 +136,6 @@ class ChannelView(SecureModelView):
             del form.kind
             del form["address" if obj.kind is ChannelKind.webhook else "url"]
         return self._prepare_owner(form, str(obj.owner_id) if obj is not None else None)
-
-    def _prepare_owner(self, form, default: str | None):
-        if current_user.role is not Role.admin:
-            del form.owner
-            return form
-        users = db.session.execute(
-            select(User)
-            .where(User.role.in_([Role.admin, Role.operator]), User.active)
-            .order_by(User.username)
-        ).scalars()
-        form.owner.choices = [
-            SelectChoice(str(u.id), f"{u.username} ({u.role.value})") for u in users
-        ]
-        if request.method == "GET" and default:
-            form.owner.data = default
-        return form
-
-    def _owner(self, form) -> User | None:
-        field = getattr(form, "owner", None)
-        if field is None or not field.data or not str(field.data).isdigit():
-            return None
-        return db.session.get(User, int(field.data))
 
     # ---- changes through the service ------------------------------------------------------
     def service_create(self, form):
