@@ -13,12 +13,15 @@ from portal.models.notifications import (
     NotificationDelivery,
 )
 from portal.models.readings import Reading
+from portal.models.rules import Alert, AlertState, Rule, RuleKind, Severity
 from portal.models.schedules import Schedule, SchedulerPass
 from portal.models.sessions import UserSession
 from portal.models.types import utcnow
 from portal.models.users import PersonalToken, RecoveryCode, User
 
 __all__ = [
+    "Alert",
+    "AlertState",
     "AuditEvent",
     "BridgeBeat",
     "ChannelKind",
@@ -35,10 +38,13 @@ __all__ = [
     "PersonalToken",
     "Reading",
     "RecoveryCode",
+    "Rule",
+    "RuleKind",
     "Role",
     "Schedule",
     "ScheduleKind",
     "SchedulerPass",
+    "Severity",
     "TokenScope",
     "User",
     "UserSession",

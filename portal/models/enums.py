@@ -32,6 +32,7 @@ class CommandStatus(enum.StrEnum):
 class CommandSource(enum.StrEnum):
     person = "person"
     schedule = "schedule"
+    rule = "rule"
 
 
 class ScheduleKind(enum.StrEnum):

@@ -22,7 +22,7 @@ from portal.api.routing import validation_failure
 from portal.api.schemas import MAX_ID, HeartbeatIn, ReadingsIn, ResultIn
 from portal.extensions import db
 from portal.models import Device
-from portal.services import commands, devices, idempotency, readings
+from portal.services import alerts, commands, devices, idempotency, readings
 from portal.services.devices import DeviceRef
 from portal.services.errors import DomainError, InvalidInput
 
@@ -239,7 +239,9 @@ def _store(waiting: list[_Batch], outcomes: list[Outcome], now: datetime) -> Non
                 continue
             first[caller_key] = batch
         stored.append(batch)
-    readings.insert_rows([(b.device_id, *row) for b in stored for row in b.rows])
+    rows = [(b.device_id, *row) for b in stored for row in b.rows]
+    readings.insert_rows(rows)
+    alerts.judge_readings(rows, now)
     idempotency.remember_many(
         [
             (f"device:{b.device_id}", b.key, b.request_hash, 201, {"accepted": len(b.rows)})

@@ -45,7 +45,7 @@ from portal.extensions import db
 from portal.models import Command, CommandSource, CommandStatus, Schedule, SchedulerPass, utcnow
 from portal.models.types import UTCDateTime
 from portal.scheduling import timing
-from portal.services import notifications
+from portal.services import alerts, notifications
 from portal.services.commands import expire_commands
 from portal.services.idempotency import purge_expired
 from portal.services.schedules import spec_of
@@ -262,7 +262,8 @@ class _Tally:
 
 
 def tick(now: datetime | None = None) -> int:
-    """Run one pass at ``now``: fire due schedules, expire stale commands, record the pass,
+    """Run one pass at ``now``: fire due schedules, expire stale commands, judge the rules
+    that wait on time (``alerts.check_due``), record the pass,
     then send the notifications due (``notifications.deliver_due``).
 
     Returns how many commands were created. Commits its own work (the scheduler is an edge).
@@ -277,6 +278,8 @@ def tick(now: datetime | None = None) -> int:
         _fire_batch(_plan(rows, now), now, tally)
     # The same rule a device's poll applies: past expires_at, or out of attempts.
     expired = expire_commands(now)
+    # Durations and silence; a failed or expired command has raised its alerts already.
+    alerts.check_due(now)
     purge_expired(now)
     # A session last seen (or ended) longer ago than a session may live opens nothing again.
     purge_sessions(now - timedelta(hours=current_app.config["SESSION_MAX_HOURS"]))

@@ -14,7 +14,7 @@ from sqlalchemy import CursorResult, Row, Update, and_, bindparam, or_, select, 
 
 from portal.extensions import db
 from portal.models import Command, CommandSource, CommandStatus, Device, User, utcnow
-from portal.services import audit
+from portal.services import alerts, audit
 from portal.services.access import check_change, get_device_for, may_see_device, scope
 from portal.services.devices import DeviceRef
 from portal.services.errors import Conflict, InvalidInput, NotFound
@@ -237,6 +237,7 @@ def poll_commands(
     connection = db.session.connection()
     lease_until = now + timedelta(seconds=lease_seconds)
     handed: list[PolledCommand] = []
+    ended: list[tuple[int, int]] = []
     after_id = 0
     while len(handed) < limit:
         wanted = limit - len(handed)
@@ -251,13 +252,15 @@ def poll_commands(
                 "now": now,
             }
             if row.expires_at <= now:
-                connection.execute(
+                closed = connection.execute(
                     _CLOSE, {**read, "new_status": CommandStatus.expired, "new_reason": None}
                 )
+                ended += [(row.id, device.id)] * closed.rowcount
             elif row.attempts >= max_attempts:
-                connection.execute(
+                closed = connection.execute(
                     _CLOSE, {**read, "new_status": CommandStatus.failed, "new_reason": "no_result"}
                 )
+                ended += [(row.id, device.id)] * closed.rowcount
             elif (
                 connection.execute(
                     _DELIVER, {**read, "new_attempts": row.attempts + 1, "lease_until": lease_until}
@@ -268,6 +271,8 @@ def poll_commands(
         if len(rows) < wanted:
             break
         after_id = rows[-1].id
+    if ended:
+        alerts.commands_ended(ended, now)
     return handed
 
 
@@ -302,6 +307,8 @@ def report_result(
     ).scalar_one_or_none()
     if command is None or command.device_id != device.id:
         raise NotFound("No such command.")
+    if changed and reported is CommandStatus.failed:
+        alerts.commands_ended([(command.id, command.device_id)], command.finished_at or utcnow())
     if changed or command.status is reported:
         return command
     raise Conflict(
@@ -315,20 +322,34 @@ def expire_commands(now: datetime, max_attempts: int = MAX_ATTEMPTS) -> int:
 
     Safe to run from several scheduler processes at once: each UPDATE only moves open rows.
     """
-    expired = _execute_update(
-        update(Command)
-        .where(Command.status.in_(OPEN), Command.expires_at <= now)
-        .values(status=CommandStatus.expired, finished_at=now, lease_expires_at=None)
-    )
-    failed = _execute_update(
-        update(Command)
-        .where(
-            Command.status == CommandStatus.delivered,
-            Command.lease_expires_at <= now,
-            Command.attempts >= max_attempts,
-        )
-        .values(
-            status=CommandStatus.failed, reason="no_result", finished_at=now, lease_expires_at=None
-        )
-    )
-    return (expired or 0) + (failed or 0)
+    connection = db.session.connection()
+    ended = [
+        (row.id, row.device_id)
+        for row in connection.execute(
+            update(_T)
+            .where(_T.c.status.in_([s.value for s in OPEN]), _T.c.expires_at <= now)
+            .values(status=CommandStatus.expired.value, finished_at=now, lease_expires_at=None)
+            .returning(_T.c.id, _T.c.device_id)
+        ).all()
+    ]
+    ended += [
+        (row.id, row.device_id)
+        for row in connection.execute(
+            update(_T)
+            .where(
+                _T.c.status == CommandStatus.delivered.value,
+                _T.c.lease_expires_at <= now,
+                _T.c.attempts >= max_attempts,
+            )
+            .values(
+                status=CommandStatus.failed.value,
+                reason="no_result",
+                finished_at=now,
+                lease_expires_at=None,
+            )
+            .returning(_T.c.id, _T.c.device_id)
+        ).all()
+    ]
+    if ended:
+        alerts.commands_ended(ended, now)
+    return len(ended)

@@ -13,6 +13,7 @@ from sqlalchemy import Row, insert, or_, select
 
 from portal.extensions import db
 from portal.models import Device, Reading, utcnow
+from portal.services import alerts
 from portal.services.devices import DeviceRef
 from portal.services.errors import InvalidInput
 
@@ -111,10 +112,13 @@ def record_readings(
     """Store a device's batch in one multi-row INSERT and return how many were stored.
 
     All or nothing: any bad item raises InvalidInput (naming it) and nothing is written.
-    A reading without ``ts`` is stamped with ``now`` (UTC).
+    A reading without ``ts`` is stamped with ``now`` (UTC). The threshold rules on the
+    device's metrics judge the batch in the same transaction.
     """
-    clean = validate_readings(items, (now or utcnow()).astimezone(UTC))
+    now = (now or utcnow()).astimezone(UTC)
+    clean = validate_readings(items, now)
     _insert(device.id, clean)
+    alerts.judge_device_readings(device.id, clean, now)
     return len(clean)
 
 
