@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections import namedtuple
 from datetime import UTC, datetime, timedelta
 
@@ -273,7 +272,8 @@ def test_broken_schedule_is_logged_and_the_others_fire(db, device, caplog):
     assert f"schedule {broken.id}" in caplog.text
 
 
-def test_ten_thousand_due_schedules_fire_in_well_under_a_second(db, device):
+def test_ten_thousand_due_schedules_fire_in_one_pass(db, device):
+    # How fast is the bench's business (make bench: the tick scenario), not a timed test's.
     rows = [
         {
             "name": f"s{i}",
@@ -297,13 +297,8 @@ def test_ten_thousand_due_schedules_fire_in_well_under_a_second(db, device):
     ]
     db.session.execute(insert(Schedule.__table__), rows)
     db.session.commit()
-    started = time.perf_counter()
-    fired = runner.tick(DUE)
-    elapsed = time.perf_counter() - started
-    assert fired == 10_000, elapsed
-    print(f"10k tick: {elapsed:.3f} s")
-    if db.engine.dialect.name == "sqlite":
-        assert elapsed < 1.0, f"{elapsed:.2f} s"
+    assert runner.tick(DUE) == 10_000
+    assert len(commands(db)) == 10_000
 
 
 # ---- run() ----------------------------------------------------------------------------------
