@@ -12,7 +12,16 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 def init_api(app: Flask) -> None:
     # Importing the endpoint modules declares their routes on ``bp`` (once per process).
-    from portal.api import channels, commands, device, devices, openapi, schedules  # noqa: F401
+    from portal.api import (  # noqa: F401
+        alerts,
+        channels,
+        commands,
+        device,
+        devices,
+        openapi,
+        rules,
+        schedules,
+    )
     from portal.api.errors import register_error_handlers
 
     # Bearer requests need no CSRF token; session writes are checked in api/auth.py instead.

@@ -38,6 +38,18 @@ RETRY_AFTER = {
         "schema": {"type": "integer", "minimum": 0},
     }
 }
+# The document's tags, in this order; an endpoint names one as ``tag``.
+TAGS = {
+    "device": "What devices call, with their device token.",
+    "devices": "Devices, their tokens, readings and commands.",
+    "schedules": "Commands sent on a schedule (cron, interval, once, sun).",
+    "commands": "Commands across devices.",
+    "rules": "What the portal watches for: thresholds, silence, failed commands.",
+    "alerts": "What the rules noticed: active, acknowledged, resolved.",
+    "channels": "Where notifications of alerts go: webhooks and email.",
+    "health": "Whether the portal and its database answer.",
+    "meta": "This document.",
+}
 SECURITY = {
     "device": [{"deviceToken": []}],
     "person": [{"personalToken": []}, {"session": []}],
@@ -100,8 +112,10 @@ def build_document() -> dict[str, Any]:
             "title": "Portal API",
             "version": "1.0.0",
             "description": "Devices report readings and take commands; people and "
-            "scripts manage devices, schedules and commands.",
+            "scripts manage devices, schedules, commands, rules, alerts and notification "
+            "channels.",
         },
+        "tags": _tags(endpoints),
         "paths": paths,
         "components": {
             "schemas": components,
@@ -125,6 +139,12 @@ def build_document() -> dict[str, Any]:
             },
         },
     }
+
+
+def _tags(endpoints: list[Endpoint]) -> list[dict[str, str]]:
+    used = {ep.tag for ep in endpoints}
+    known = [{"name": name, "description": text} for name, text in TAGS.items() if name in used]
+    return known + [{"name": name} for name in sorted(used - set(TAGS))]
 
 
 def _ref(model: type[BaseModel], mode: str, schemas: dict) -> dict[str, Any]:

@@ -13,9 +13,20 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
 
-from portal.models import Command, CommandSource, CommandStatus, Device, Reading, ScheduleKind
+from portal.models import (
+    AlertState,
+    Command,
+    CommandSource,
+    CommandStatus,
+    Device,
+    Reading,
+    RuleKind,
+    ScheduleKind,
+    Severity,
+)
 from portal.services import mqtt_access
 from portal.services.readings import METRIC_RE
+from portal.services.rules import MAX_FOR_SECONDS, MAX_SILENCE_SECONDS, MIN_SILENCE_SECONDS
 
 # Ids are 32-bit on PostgreSQL (readings aside): a larger one would be a database error.
 MAX_ID = 2**31 - 1
@@ -529,3 +540,155 @@ class DeliveryOut(Out):
     def of(cls, delivery: Any) -> DeliveryOut:
         values = {name: getattr(delivery, name) for name in cls.model_fields}
         return cls.model_validate({**values, "status": delivery.status.value})
+
+
+# ---- rules -------------------------------------------------------------------------------
+
+Op = Literal[">", ">=", "<", "<="]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+Metric = Annotated[str, Field(pattern=METRIC_RE.pattern, examples=["temperature"])]
+ForSeconds = Annotated[int, Field(ge=0, le=MAX_FOR_SECONDS)]
+SilenceSeconds = Annotated[int, Field(ge=MIN_SILENCE_SECONDS, le=MAX_SILENCE_SECONDS)]
+# A rule notifies a handful of channels; the bound keeps the check one small query.
+MAX_NOTIFY = 50
+Notify = Annotated[list[Id], Field(max_length=MAX_NOTIFY, examples=[[1]])]
+
+
+class RuleCommandIn(Body):
+    """A command the rule queues when its alert is raised (``on_raise``) or resolved
+    (``on_clear``), to a device in the rule owner's reach."""
+
+    action: Annotated[Text, Field(examples=["fan.on"])]
+    payload: JsonObject | None = None
+    device_id: Id | None = Field(default=None, description="Default: the alert's device.")
+
+
+class RuleCommandOut(Out):
+    action: str
+    payload: dict[str, Any]
+    device_id: int | None
+
+
+class RuleIn(Body):
+    """``threshold`` needs ``device_id``, ``metric``, ``op`` and ``value``; ``silence`` needs
+    ``device_id`` and ``seconds``; ``command_failed`` watches ``device_id`` or, without one,
+    every device in the owner's reach."""
+
+    name: Annotated[Text, Field(examples=["greenhouse too hot"])]
+    kind: RuleKind
+    device_id: Id | None = None
+    enabled: bool = True
+    severity: Severity = Severity.warning
+    metric: Metric | None = Field(default=None, description="threshold only.")
+    op: Op | None = Field(default=None, description="threshold only.")
+    value: Finite | None = Field(default=None, description="threshold only.", examples=[30])
+    for_seconds: ForSeconds = Field(
+        default=0, description="threshold only: how long the condition must hold first."
+    )
+    clear_value: Finite | None = Field(
+        default=None,
+        description="threshold only: the alert clears when a reading crosses this value "
+        "(hysteresis) instead of when the condition stops holding.",
+        examples=[27],
+    )
+    seconds: SilenceSeconds | None = Field(
+        default=None, description="silence only: how long the device may stay quiet."
+    )
+    on_raise: RuleCommandIn | None = None
+    on_clear: RuleCommandIn | None = None
+    notify: Notify = Field(
+        default_factory=list, description="Ids of notification channels the owner may use."
+    )
+    owner: Text | None = Field(
+        default=None, description="User name of the owner (admin only; default: the caller)."
+    )
+
+
+class RulePatch(Body):
+    name: Text | None = None
+    kind: RuleKind | None = Field(
+        default=None, description="Cannot change: only the rule's own kind is accepted."
+    )
+    device_id: Id | None = None
+    enabled: bool | None = None
+    severity: Severity | None = None
+    metric: Metric | None = None
+    op: Op | None = None
+    value: Finite | None = None
+    for_seconds: ForSeconds | None = None
+    clear_value: Finite | None = Field(default=None, description="null: no hysteresis.")
+    seconds: SilenceSeconds | None = None
+    on_raise: RuleCommandIn | None = Field(default=None, description="null: no command.")
+    on_clear: RuleCommandIn | None = Field(default=None, description="null: no command.")
+    notify: Notify | None = None
+    owner: Text | None = Field(default=None, description="User name (admin only).")
+
+
+RuleState = Literal["ok", "pending", "alerting"]
+
+
+class RuleOut(Out):
+    id: int
+    name: str
+    kind: RuleKind
+    device_id: int | None
+    enabled: bool
+    severity: Severity
+    metric: str | None
+    op: Op | None
+    value: float | None
+    for_seconds: int
+    clear_value: float | None
+    seconds: int | None
+    on_raise: RuleCommandOut | None
+    on_clear: RuleCommandOut | None
+    notify: list[int]
+    owner_id: int
+    owner: str
+    description: str = Field(description="The condition in words.")
+    state: RuleState = Field(
+        description="`alerting`: the rule has an open alert; `pending`: a threshold holds "
+        "but not yet for `for_seconds`; `ok` otherwise."
+    )
+    pending_since: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class RulesQuery(ListQuery):
+    device_id: Id | None = None
+    kind: RuleKind | None = None
+
+
+class RulePage(Page[RuleOut]):
+    pass
+
+
+# ---- alerts ------------------------------------------------------------------------------
+
+
+class AlertsQuery(ListQuery):
+    state: Literal["active", "acknowledged", "resolved", "open"] | None = Field(
+        default=None, description="`open`: active or acknowledged."
+    )
+    device_id: Id | None = None
+    rule_id: Id | None = None
+
+
+class AlertOut(Out):
+    id: int
+    rule_id: int
+    device_id: int
+    state: AlertState
+    severity: Severity
+    value: float | None = Field(
+        description="The reading that raised it (threshold), the seconds of silence "
+        "(silence), the command's id (command_failed)."
+    )
+    raised_at: datetime
+    acknowledged_at: datetime | None
+    resolved_at: datetime | None
+
+
+class AlertPage(Page[AlertOut]):
+    pass

@@ -101,12 +101,10 @@ def usable_channel_ids(user: User, channel_ids: Iterable[Any], field: str = "not
     """The ids, checked: each names a channel ``user`` may use (an operator their own, an admin
     any). For the rules that notify: raises InvalidInput naming ``field`` otherwise, and a
     channel out of reach reads as one that does not exist."""
-    ids: list[int] = []
-    for value in channel_ids:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise InvalidInput(fields={field: "A list of channel ids (whole numbers)."})
-        if value not in ids:
-            ids.append(value)
+    values = list(channel_ids)
+    if any(isinstance(value, bool) or not isinstance(value, int) for value in values):
+        raise InvalidInput(fields={field: "A list of channel ids (whole numbers)."})
+    ids: list[int] = list(dict.fromkeys(values))
     if not ids:
         return ids
     found = set(

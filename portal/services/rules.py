@@ -237,7 +237,9 @@ def _clean(
         return _device_in_reach(actor, owner, value, "device_id").id
 
     for field, wanted in KIND_ONLY.items():
-        if field in values and kind is not wanted and values[field] not in (None, 0):
+        given = values.get(field)
+        # for_seconds 0 is every rule's default; any other value is a field of another kind.
+        if given is not None and kind is not wanted and not (field == "for_seconds" and given == 0):
             errors[field] = f"Only {wanted.value} rules have one."
     check("name", name)
     check("severity", severity)
@@ -405,14 +407,16 @@ def update_rule(
             setattr(rule, name, value)
         rule.for_seconds = rule.for_seconds or 0
         _check_whole(rule)
-    _check_name_free(owner.id, rule.name, rule.id)
+        # Inside no_autoflush: the look-up must not flush the new name into the unique index.
+        _check_name_free(owner.id, rule.name, rule.id)
     now = now or utcnow()
     after = audit.snapshot(rule, RULE_FIELDS)
     if any(before[name] != after[name] for name in CONDITION):
         rule.pending_since = rule.pending_value = rule.judged_until = None
-    rule.updated_at = now
-    db.session.flush()
     changes = audit.diff(before, after)
+    if changes:
+        rule.updated_at = now
+    db.session.flush()
     if changes:
         audit.record(actor, "update", rule, changes)
     if before["enabled"] and not rule.enabled:

@@ -30,6 +30,14 @@ CONTRACT = [
     ("get", "/api/v1/commands"),
     ("get", "/api/v1/commands/{command_id}"),
     ("post", "/api/v1/commands/{command_id}/cancel"),
+    ("get", "/api/v1/rules"),
+    ("post", "/api/v1/rules"),
+    ("get", "/api/v1/rules/{rule_id}"),
+    ("patch", "/api/v1/rules/{rule_id}"),
+    ("delete", "/api/v1/rules/{rule_id}"),
+    ("get", "/api/v1/alerts"),
+    ("get", "/api/v1/alerts/{alert_id}"),
+    ("post", "/api/v1/alerts/{alert_id}/ack"),
     ("get", "/api/v1/openapi.json"),
     ("get", "/healthz"),
 ]
@@ -78,3 +86,56 @@ def test_device_endpoints_use_the_device_token_scheme(doc):
 
 def test_document_needs_no_credentials(client):
     assert client.get("/api/v1/openapi.json").status_code == 200
+
+
+def test_every_operation_has_a_tag_the_document_describes(doc):
+    described = {tag["name"]: tag.get("description") for tag in doc["tags"]}
+    used = {op["tags"][0] for ops in doc["paths"].values() for op in ops.values()}
+    assert used == set(described)
+    assert {"rules", "alerts", "channels"} <= used
+    assert all(described.values())
+
+
+@pytest.mark.parametrize(
+    "method, path, request_schema, response",
+    [
+        ("post", "/api/v1/rules", "RuleIn", ("201", "RuleOut")),
+        ("patch", "/api/v1/rules/{rule_id}", "RulePatch", ("200", "RuleOut")),
+        ("get", "/api/v1/rules", None, ("200", "RulePage")),
+        ("get", "/api/v1/rules/{rule_id}", None, ("200", "RuleOut")),
+        ("delete", "/api/v1/rules/{rule_id}", None, ("204", None)),
+        ("get", "/api/v1/alerts", None, ("200", "AlertPage")),
+        ("get", "/api/v1/alerts/{alert_id}", None, ("200", "AlertOut")),
+        ("post", "/api/v1/alerts/{alert_id}/ack", None, ("200", "AlertOut")),
+    ],
+)
+def test_rules_and_alerts_have_their_request_and_response_schemas(
+    doc, method, path, request_schema, response
+):
+    operation = doc["paths"][path][method]
+    body = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
+    assert body.get("schema", {}).get("$ref", "").rsplit("/", 1)[-1] == (request_schema or "")
+    status, model = response
+    answer = operation["responses"][status].get("content", {}).get("application/json", {})
+    assert answer.get("schema", {}).get("$ref", "").rsplit("/", 1)[-1] == (model or "")
+    assert {"401", "404" if "{" in path else "401"} <= set(operation["responses"])
+
+
+def test_the_ack_documents_its_conflict_and_the_alert_list_its_filters(doc):
+    ack = doc["paths"]["/api/v1/alerts/{alert_id}/ack"]["post"]
+    assert {"403", "404", "409"} <= set(ack["responses"])
+    listing = doc["paths"]["/api/v1/alerts"]["get"]
+    params = {p["name"]: p["schema"] for p in listing["parameters"]}
+    assert set(params) == {"limit", "cursor", "state", "device_id", "rule_id"}
+    assert params["state"]["enum"] == ["active", "acknowledged", "resolved", "open"]
+
+
+def test_rule_bodies_refuse_unknown_fields_and_bound_their_numbers(doc):
+    schemas = doc["components"]["schemas"]
+    for name in ("RuleIn", "RulePatch", "RuleCommandIn"):
+        assert schemas[name]["additionalProperties"] is False
+    rule_in = schemas["RuleIn"]
+    assert set(rule_in["required"]) == {"name", "kind"}
+    assert rule_in["properties"]["for_seconds"]["maximum"] == 7 * 24 * 3600
+    assert rule_in["properties"]["notify"]["maxItems"] == 50
+    assert schemas["RuleKind"]["enum"] == ["threshold", "silence", "command_failed"]

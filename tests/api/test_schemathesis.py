@@ -15,6 +15,9 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
     status_code_conformance,
 )
 
+from portal.extensions import db  # noqa: E402
+from portal.models import utcnow  # noqa: E402
+from portal.services import alerts, rules  # noqa: E402
 from tests import factories  # noqa: E402
 
 CHECKS = (status_code_conformance, content_type_conformance, response_schema_conformance)
@@ -26,6 +29,11 @@ def test_no_operation_answers_500_or_breaks_its_schema(app, admin, device):
     factories.CommandFactory(device=device)
     factories.ScheduleFactory(device=device)
     factories.ReadingFactory(device=device)
+    rule = rules.create_rule(
+        admin, name="hot", kind="threshold", device_id=device.id, metric="t", op=">", value=30
+    )
+    alerts.raise_alert(rule, device.id, 31.0, utcnow())
+    db.session.commit()
     schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 20
