@@ -439,3 +439,75 @@ def test_viewers_see_alerts_in_reach_and_lists_filter_by_state(hot, device, view
     assert [a.state.value for a in alerts.list_alerts(operator, state="resolved")] == ["resolved"]
     assert alerts.open_alerts_for(viewer)[0].rule_id == hot.id
     assert viewer.role is Role.viewer
+
+
+# ---- cost and concurrency ---------------------------------------------------------------------
+
+
+def _statements(run):
+    seen: list[str] = []
+    engine = db.engine
+
+    def note(conn, cursor, statement, *args):
+        seen.append(statement)
+
+    from sqlalchemy import event
+
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        run()
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    return seen
+
+
+@pytest.mark.parametrize("size", [10, 1000])
+def test_a_batch_is_judged_in_one_step_whatever_its_size(hot, device, size):
+    # Rising then falling through the batch: one raise and one resolve, whatever the size.
+    values = [31.0 + (i % 3) for i in range(size - 1)] + [20.0]
+    items = [ReadingInput("temperature", v, at(i)) for i, v in enumerate(values)]
+    seen = _statements(lambda: readings.record_readings(device, items, at(size)))
+    db.session.commit()
+    assert [a.state.value for a in alerts_of(hot)] == ["resolved"]
+    # The same statements for 10 readings as for 1,000 (no statement per reading).
+    assert len(seen) < 40, seen
+
+
+def test_without_rules_on_its_metrics_a_batch_costs_one_more_query(hot, device):
+    items = [ReadingInput("humidity", 50.0, at(i)) for i in range(100)]
+    assert device.id  # loaded before counting
+    seen = _statements(lambda: readings.record_readings(device, items, at(100)))
+    assert len(seen) == 2, seen  # the INSERT, and the look-up for rules
+    assert "rules" in seen[1]
+
+
+def test_concurrent_batches_raise_one_alert(hot, device, app):
+    import threading
+
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def upload(offset: int) -> None:
+        with app.app_context():
+            try:
+                from portal.models import Device
+
+                board = db.session.get(Device, device.id)
+                barrier.wait(timeout=10)
+                items = [ReadingInput("temperature", 35.0, at(offset + i)) for i in range(50)]
+                readings.record_readings(board, items, at(offset + 50))
+                db.session.commit()
+            except BaseException as exc:
+                errors.append(exc)
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=upload, args=(i * 100,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    db.session.expire_all()
+    assert [a.state.value for a in alerts_of(hot)] == ["active"]
+    assert db.session.scalar(select(func.count()).select_from(Command)) == 1
