@@ -10,6 +10,7 @@ from flask_login import current_user
 
 from portal.extensions import db
 from portal.models import (
+    Alert,
     AuditEvent,
     Command,
     Device,
@@ -17,6 +18,7 @@ from portal.models import (
     NotificationDelivery,
     PersonalToken,
     Reading,
+    Rule,
     Schedule,
     User,
 )
@@ -40,12 +42,14 @@ class PortalIndexView(AdminIndexView):
 
 def init_admin(app: Flask) -> Admin:
     from portal.admin.account import AccountView
+    from portal.admin.alerts import AlertView
     from portal.admin.arguments import unsafe_return_url
     from portal.admin.base import localtime
     from portal.admin.devices import DeviceView
     from portal.admin.notifications import ChannelView, DeliveryView
     from portal.admin.people import AuditView, TokenView, UserView
     from portal.admin.records import CommandView, ReadingView
+    from portal.admin.rules import RuleView
     from portal.admin.schedules import ScheduleView
     from portal.headers import csp_nonce
 
@@ -72,6 +76,8 @@ def init_admin(app: Flask) -> Admin:
     admin.add_view(ScheduleView(Schedule, session, name=_l("Schedules"), endpoint="schedules"))
     admin.add_view(CommandView(Command, session, name=_l("Commands"), endpoint="commands"))
     admin.add_view(ReadingView(Reading, session, name=_l("Readings"), endpoint="readings"))
+    admin.add_view(AlertView(Alert, session, name=_l("Alerts"), endpoint="alerts"))
+    admin.add_view(RuleView(Rule, session, name=_l("Rules"), endpoint="rules"))
     notifications = _l("Notifications")  # the menu category of channels and their deliveries
     admin.add_view(
         ChannelView(

@@ -9,10 +9,12 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
+from markupsafe import Markup
 from sqlalchemy import select
 from wtforms import BooleanField, IntegerField, StringField, TextAreaField
 from wtforms.validators import InputRequired, Length, NumberRange
 
+from portal.admin.alerts import alert_value, severity_badge, state_badge
 from portal.admin.base import (
     JSONObjectField,
     OwnerFormMixin,
@@ -23,9 +25,11 @@ from portal.admin.base import (
     show_token_once,
     viewer_zone,
 )
+from portal.admin.rules import rule_states
+from portal.admin.rules import state_badge as rule_state_badge
 from portal.extensions import db
-from portal.models import Command, Device, MqttCredentialChange, Schedule, utcnow
-from portal.services import access, mqtt_access
+from portal.models import Alert, Command, Device, MqttCredentialChange, Rule, Schedule, utcnow
+from portal.services import access, alerts, mqtt_access, rules
 from portal.services import schedules as schedule_service
 from portal.services.charts import RANGES, reading_series
 from portal.services.commands import MAX_EXPIRES_IN, enqueue_command
@@ -82,6 +86,30 @@ def mqtt_context(device: Device) -> dict:
     return context
 
 
+def device_alerts(device: Device, resolved: int = 10) -> list[Alert]:
+    """The device's open alerts, then its last resolved ones."""
+    open_ones = db.session.execute(
+        select(Alert)
+        .where(Alert.device_id == device.id, Alert.state.in_(alerts.OPEN))
+        .order_by(Alert.id.desc())
+    ).scalars()
+    last = alerts.list_alerts(current_user, state="resolved", device_id=device.id, limit=resolved)
+    return [*open_ones, *last]
+
+
+def device_rules(device: Device) -> list[tuple[Rule, Markup]]:
+    """The rules that watch the device (the user may see), each with its state."""
+    found = list(
+        db.session.execute(
+            rules.rule_query_for(current_user)
+            .where(Rule.device_id == device.id)
+            .order_by(Rule.name)
+        ).scalars()
+    )
+    states = rule_states(found)
+    return [(rule, rule_state_badge(*states[rule.id])) for rule in found]
+
+
 def device_page_context(device: Device, range_key: str) -> dict:
     now = utcnow()
     schedules = (
@@ -119,6 +147,12 @@ def device_page_context(device: Device, range_key: str) -> dict:
         "may_change": access.may_change_device(current_user, device),
         "viewer_zone": str(viewer_zone()),  # the chart's time axis is in it too
         "mqtt": mqtt_context(device),
+        "device_alerts": device_alerts(device),
+        "device_rules": device_rules(device),
+        "alert_state": state_badge,
+        "alert_value": alert_value,
+        "severity_badge": severity_badge,
+        "describe": rules.describe,
     }
 
 

@@ -35,6 +35,25 @@ document.addEventListener("DOMContentLoaded", function () {
     update();
   });
 
+  // A select whose value chooses which fields apply: a rule's kind shows its own fields only.
+  // data-fields-of maps each value to the ids of its fields; hidden fields are still sent, and
+  // the server reads only the chosen kind's.
+  document.querySelectorAll("select[data-fields-of]").forEach(function (select) {
+    var fieldsOf = JSON.parse(select.getAttribute("data-fields-of"));
+    var ids = [];
+    Object.keys(fieldsOf).forEach(function (value) { ids = ids.concat(fieldsOf[value]); });
+    function update() {
+      var shown = fieldsOf[select.value] || [];
+      ids.forEach(function (id) {
+        var field = document.getElementById(id);
+        var group = field && field.closest(".form-group");
+        if (group) { group.hidden = shown.indexOf(id) < 0; }
+      });
+    }
+    select.addEventListener("change", update);
+    update();
+  });
+
   // "3 min ago", "vor 3 Min.", "il y a 3 min" in the page's language (<html lang>).
   var lang = document.documentElement.lang || "en";
   var words = window.Intl && Intl.RelativeTimeFormat ?

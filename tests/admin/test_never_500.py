@@ -21,7 +21,8 @@ from sqlalchemy import func, select
 from werkzeug.datastructures import MultiDict
 
 from portal.extensions import db
-from portal.models import Role, User
+from portal.models import Role, User, utcnow
+from portal.services import alerts, rules
 from tests import factories
 from tests.conftest import csrf_token, login
 
@@ -283,6 +284,19 @@ def fleet(admin, operator, other_operator, viewer, device, other_device):
         factories.NotificationAttemptFactory(
             delivery=factories.NotificationDeliveryFactory(channel=channel)
         )
+        rule = rules.create_rule(
+            d.owner,
+            name=f"{d.name} too hot",
+            kind="threshold",
+            device_id=d.id,
+            metric="temperature",
+            op=">",
+            value=30,
+            on_raise={"action": "fan.on", "payload": {"speed": 2}},
+            notify=[channel.id],
+        )
+        alerts.raise_alert(rule, d.id, 31.5, utcnow())
+    db.session.commit()
     factories.PersonalTokenFactory(user=operator)
     factories.UserFactory(username="spare", role=Role.viewer)
     return device, other_device
@@ -476,6 +490,17 @@ def test_exports_and_lookups_ignore_junk(client, login_as, admin, fleet, path):
         ("/admin/commands/new/", {"device": "DEVICE", "payload": '{"k": ["\\u0000"]}'}),
         ("/admin/devices/action/", {"action": "delete", "rowid": ["²", HUGE, BEYOND_INT32]}),
         ("/admin/devices/delete/", {"id": HUGE}),
+        (
+            "/admin/rules/new/",
+            {"name": "r", "kind": "threshold", "device_id": HUGE, "value": "1e309"},
+        ),
+        ("/admin/rules/new/", {"name": "r", "kind": "nope", "notify": "x", "for_seconds": HUGE}),
+        ("/admin/rules/new/", {"name": "r", "kind": "silence", "on_raise_payload": "{"}),
+        ("/admin/rules/new/", {"name": "r", "kind": "threshold", "on_clear_device": "-1"}),
+        (f"/admin/rules/set-enabled/?id={HUGE}", {"enabled": "1"}),
+        (f"/admin/alerts/acknowledge/?id={HUGE}", {}),
+        ("/admin/alerts/acknowledge/?id=%00", {}),
+        ("/admin/alerts/action/", {"action": "acknowledge", "rowid": ["²", HUGE]}),
     ],
 )
 def test_a_junk_form_is_refused(client, login_as, admin, fleet, path, form):
