@@ -9,6 +9,7 @@ from pathlib import Path
 from bench import report
 from bench.data import Sizes
 from bench.mqtt import MqttTiming
+from bench.rules import RulesPlan
 from bench.run import log, run_all
 from bench.scenarios import Timing
 from bench.server import ROOT
@@ -67,6 +68,19 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--mqtt-bridges", type=int, default=mqtt.bridges, help="flask mqtt run processes"
     )
+    rules = RulesPlan()
+    parser.add_argument(
+        "--rules",
+        type=int,
+        default=rules.count,
+        help="enabled threshold rules for the ingest-with-rules scenario (0: leave it out)",
+    )
+    parser.add_argument(
+        "--rules-rounds",
+        type=int,
+        default=rules.rounds,
+        help="its rounds, each an upload of 100 without and one with the rules (--duration)",
+    )
     parser.add_argument("--results-dir", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument(
         "--chart",
@@ -109,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         args.pg_admin_url,
         args.baseline_seconds,
         mqtt_timing=mqtt,
+        rules_plan=RulesPlan(args.rules, args.rules_rounds),
     )
     results["budgets"] = report.budgets(results)
     print(report.render(results))

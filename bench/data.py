@@ -228,3 +228,67 @@ def schedules(sizes: Sizes, now: datetime, ts: Ts) -> Iterator[tuple]:
             created,
             created,
         )
+
+
+# ---- threshold rules (the ingest-with-rules scenario) --------------------------------------
+# The metrics bench/lua/upload.lua sends (values 20.0 … 29.6) and two it never sends.
+SENT_METRICS = ("temperature", "humidity")
+OTHER_METRICS = ("pressure", "co2")
+# One pattern per 20 rules, as a fleet's rules might look; each entry is
+# (metric, op, value, for_seconds, clear_value, raises): what the bench's uploads make of it.
+RULE_MIX: tuple[tuple[str, str, float, int, float | None, bool], ...] = (
+    # 16 of 20 on the metrics sent, never holding: judged on every upload, silently.
+    *(("temperature", ">", 35.0, 0, 33.0, False),) * 4,
+    *(("temperature", "<", 5.0, 0, None, False),) * 3,
+    *(("humidity", ">", 90.0, 0, 85.0, False),) * 3,
+    *(("humidity", "<", 10.0, 0, None, False),) * 2,
+    *(("temperature", ">", 32.0, 300, None, False),) * 3,
+    # Holds on every reading, but for a day: pending from the first upload on, never raised.
+    ("humidity", ">=", 20.0, 86_400, None, False),
+    # 2 of 20 on metrics the bench never sends: found by nothing.
+    ("pressure", ">", 1050.0, 0, None, False),
+    ("co2", ">", 1500.0, 0, None, False),
+    # Holds for the last few readings of a batch, then breaks: pending begins and ends.
+    ("humidity", ">", 29.0, 30, 25.0, False),
+    # 1 of 20 raises (29.1 … 29.5 in every batch) and clears (20.0): a command and a
+    # notification each way, once per new batch of its device.
+    ("temperature", ">", 29.0, 0, 25.0, True),
+)
+
+
+def rules(count: int, devices: int, owner_id: int, channel_id: int, now: datetime) -> list[dict]:
+    """``count`` disabled threshold rules as ``rules`` table rows, spread over the devices
+    (1,000 rules on 10,000 devices: one each, every tenth device)."""
+    stride = 7919  # prime: consecutive rules land on devices far apart, all distinct if it can
+    rows = []
+    for i in range(count):
+        metric, op, value, for_seconds, clear_value, raises = RULE_MIX[i % len(RULE_MIX)]
+        rows.append(
+            {
+                "owner_id": owner_id,
+                "name": f"bench-rule-{i:05d}",
+                "kind": "threshold",
+                "device_id": 1 + (i * stride) % devices,
+                "enabled": False,
+                "severity": "critical" if raises else "warning",
+                "metric": metric,
+                "op": op,
+                "value": value,
+                "for_seconds": for_seconds,
+                "clear_value": clear_value,
+                "seconds": None,
+                "on_raise": {"action": "fan.on", "payload": {"speed": 2}, "device_id": None}
+                if raises
+                else None,
+                "on_clear": {"action": "fan.off", "payload": {}, "device_id": None}
+                if raises
+                else None,
+                "notify": [channel_id] if raises else [],
+                "pending_since": None,
+                "pending_value": None,
+                "judged_until": None,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    return rows

@@ -3,7 +3,8 @@
 Seeds a SQLite data set (``--scale``, default 0.1) or uses ``--database-url`` and replays the
 scenario's request through Flask's test client, so the profile shows the portal's own code
 (no gunicorn, no sockets). Scenarios: upload_100, upload_1, poll_empty, or an admin path
-such as ``/admin/readings/?page=4999``.
+such as ``/admin/readings/?page=4999``. ``--rules N`` enables N threshold rules first (as the
+ingest-with-rules scenario seeds them).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from bench import seed
 from bench.data import Sizes
+from bench.rules import set_rules_enabled
 from bench.seed import ADMIN_NAME
 
 
@@ -47,13 +49,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--scale", type=float, default=0.1)
     parser.add_argument("--html", type=Path, help="write pyinstrument's HTML here")
+    parser.add_argument("--rules", type=int, default=0, help="enabled threshold rules")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="portal-profile-") as tmp:
         work = Path(tmp)
         database = seed.sqlite_database(work, "profile")
-        seeded = seed.seed(
-            database, Sizes().scaled(args.scale), datetime.now(UTC), work / "instance"
-        )
+        sizes = Sizes().scaled(args.scale)
+        seeded = seed.seed(database, sizes, datetime.now(UTC), work / "instance")
+        if args.rules:
+            now = datetime.now(UTC)
+            seed.seed_rules(database, args.rules, sizes.devices, now, work / "instance")
+            set_rules_enabled(database, True)
         app = create_app(
             {
                 "DATABASE_URL": database.url,

@@ -19,7 +19,12 @@ MQTT_BUDGETS = {
     "command API → device over MQTT: p50": (COMMAND_P50_MS, "ms", True),
     "command API → device over MQTT: p99": (COMMAND_P99_MS, "ms", True),
 }
+# AUTOMATION.md: threshold rules "may cost ingest at most 10 % of its throughput"; BUDGETS.md:
+# ingest with 1,000 enabled threshold rules ≥ 0.9× the same ingest with no rules.
+RULES_INGEST_RATIO = 0.9
+RULES_BUDGET = "upload 100/req with threshold rules: rows/s vs none"
 RSS_MIB = 150.0
+UPLOADS = ("upload_100", "upload_1", "upload_100_no_rules", "upload_100_rules")
 # scenario: (ratio to the bare route's CPU per request, the absolute figure it stands for)
 CPU_BUDGETS = {"upload_100": (4.0, 2.0), "upload_1": (2.0, 1.0), "poll_empty": (2.0, 1.0)}
 
@@ -98,12 +103,8 @@ def budgets(results: dict) -> list[dict]:
                     detail=f"{up['rows_per_s']:,.0f} vs {raw:,.0f} rows/s",
                 )
             )
-            bad = sum(
-                s[n]["non2xx"] + sum(s[n]["errors"].values())
-                for n in ("upload_100", "upload_1")
-                if n in s
-            )
-            lost = [n for n in ("upload_100", "upload_1") if n in s and not s[n]["stored_ok"]]
+            bad = sum(s[n]["non2xx"] + sum(s[n]["errors"].values()) for n in UPLOADS if n in s)
+            lost = [n for n in UPLOADS if n in s and not s[n]["stored_ok"]]
             rows.append(
                 _budget(
                     db,
@@ -193,6 +194,7 @@ def budgets(results: dict) -> list[dict]:
                     f"{tick['empty_tick_seconds']:.2f} s",
                 )
             )
+        rows += _rules_budgets(db, s)
         rows += _mqtt_budgets(db, s, info)
         if "worker_rss_mib" in info:
             rows.append(
@@ -219,6 +221,30 @@ def budgets(results: dict) -> list[dict]:
                     )
                 )
     return rows
+
+
+def _rules_budgets(db: str, s: dict) -> list[dict]:
+    without, with_rules = s.get("upload_100_no_rules"), s.get("upload_100_rules")
+    if without is None or with_rules is None:
+        return []
+    pairs = zip(without["segments"], with_rules["segments"], strict=False)
+    rounds = ", ".join(f"{b['rows_per_s'] / a['rows_per_s']:.2f}" for a, b in pairs)
+    done = with_rules["outcome"]
+    return [
+        _budget(
+            db,
+            RULES_BUDGET,
+            with_rules["rows_per_s"] / without["rows_per_s"] if without["rows_per_s"] else None,
+            RULES_INGEST_RATIO,
+            "×",
+            at_most=False,
+            detail=f"{with_rules['rows_per_s']:,.0f} vs {without['rows_per_s']:,.0f} rows/s with "
+            f"{with_rules['rules']:,} rules on {with_rules['rule_devices']:,} devices (rounds: "
+            f"{rounds}); CPU {with_rules['cpu_ms_per_req']:.2f} vs "
+            f"{without['cpu_ms_per_req']:.2f} ms/req; {done['alerts']} alerts raised, "
+            f"{done['rule_commands']} commands, {done['deliveries']} notifications",
+        )
+    ]
 
 
 def _mqtt_budgets(db: str, s: dict, info: dict) -> list[dict]:
@@ -353,6 +379,10 @@ def render(results: dict) -> str:
                 f"{s['stored']:,} = {s['completed_requests']:,} requests × {s['batch']} "
                 f"{'ok' if s['stored_ok'] else 'MISMATCH'}"
             )
+        if "segments" in s:
+            note += f"; {len(s['segments'])} segments"
+        if "rules" in s:
+            note += f"; {s['rules']:,} threshold rules on {s['rule_devices']:,} devices"
         errors = sum(s["errors"].values())
         if errors:
             note += f" socket errors {errors}"

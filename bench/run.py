@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import mqtt as bench_mqtt
+from bench import rules as bench_rules
 from bench import scenarios as sc
 from bench import seed
 from bench.data import Sizes
@@ -31,13 +32,16 @@ def run_all(
     baseline_seconds: float,
     workdir: Path | None = None,
     mqtt_timing: bench_mqtt.MqttTiming | None = None,
+    rules_plan: bench_rules.RulesPlan | None = None,
 ) -> dict:
     """Run every scenario; return the results (figures only; budgets are judged in report)."""
     with tempfile.TemporaryDirectory(prefix="portal-bench-", dir=workdir) as tmp:
         work = Path(tmp)
         now = datetime.now(UTC)
         results: dict = {
-            "meta": _meta(sizes, databases, timing, workers, baseline_seconds, mqtt_timing),
+            "meta": _meta(
+                sizes, databases, timing, workers, baseline_seconds, mqtt_timing, rules_plan
+            ),
             "baselines": {},
             "databases": {},
             "scenarios": [],
@@ -61,7 +65,16 @@ def run_all(
         for kind in databases:
             try:
                 _one_database(
-                    kind, sizes, timing, workers, pg_admin_url, work, now, results, mqtt_timing
+                    kind,
+                    sizes,
+                    timing,
+                    workers,
+                    pg_admin_url,
+                    work,
+                    now,
+                    results,
+                    mqtt_timing,
+                    rules_plan,
                 )
             except Exception as exc:  # keep the other database's figures; report the failure
                 log(f"{kind}: FAILED: {exc.__class__.__name__}: {exc}")
@@ -82,6 +95,7 @@ def _one_database(
     now: datetime,
     results: dict,
     mqtt_timing: bench_mqtt.MqttTiming | None = None,
+    rules_plan: bench_rules.RulesPlan | None = None,
 ) -> None:
     instance = work / f"instance-{kind}"
     made: list[seed.Database] = []
@@ -136,6 +150,16 @@ def _one_database(
                 sc.page_scenario(server, cookie, "/admin/devices/details/?id=1&range=7d", timing),
                 path="/admin/devices/details/?id=1&range=7d",
             )
+            if rules_plan is not None and rules_plan.count:
+                # Last: the commands its alerts queue must not fill the queues others poll.
+                log(f"{kind}: upload of 100 with 0 and {rules_plan.count:,} threshold rules")
+                without, with_rules = bench_rules.run(
+                    server, large, tokens_file, timing, rules_plan, sizes.devices, now, instance
+                )
+                add("upload_100_no_rules", without)
+                add("upload_100_rules", with_rules)
+                info["rules_seconds"] = with_rules["scenario_seconds"]
+                log(f"{kind}: rules took {info['rules_seconds']:.0f} s; {with_rules['outcome']}")
             info["worker_rss_mib"] = server.max_rss_mib()
         small_env = {**env, "PORTAL_DATABASE_URL": small.url}
         with Gunicorn("wsgi:app", small_env, workers, work / f"small-{kind}.log") as server:
@@ -193,6 +217,7 @@ def _meta(
     workers: int,
     baseline_seconds: float,
     mqtt_timing: bench_mqtt.MqttTiming | None = None,
+    rules_plan: bench_rules.RulesPlan | None = None,
 ) -> dict:
     try:
         commit = subprocess.run(
@@ -225,6 +250,7 @@ def _meta(
         "timing": timing.__dict__,
         "baseline_seconds": baseline_seconds,
         "load": "wrk 4 with bench/lua/*.lua",
+        "rules": rules_plan.__dict__ if rules_plan else None,
         "mqtt": (
             {**mqtt_timing.__dict__, "load": "paho boards in the bench process (bench/mqtt.py)"}
             if mqtt_timing

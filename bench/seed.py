@@ -231,3 +231,48 @@ def baseline_executemany(
         "seconds": round(elapsed, 3),
         "rows_per_s": rows / elapsed,
     }
+
+
+# ---- threshold rules ---------------------------------------------------------------------------
+@dataclass
+class SeededRules:
+    seconds: float
+    count: int
+    devices: int  # how many devices have at least one
+    channel_id: int
+
+
+def seed_rules(
+    database: Database, count: int, devices: int, now: datetime, instance_dir: Path
+) -> SeededRules:
+    """Add ``count`` threshold rules on the seeded devices 1 … ``devices`` (disabled:
+    ``set_rules_enabled`` turns them on), owned by the bench admin, and the webhook channel
+    the raising ones notify; the rules by one bulk INSERT."""
+    from sqlalchemy import insert, select
+
+    from portal import create_app
+    from portal.extensions import db
+    from portal.models import Rule, User
+    from portal.services.channels import create_channel
+
+    started = time.perf_counter()
+    app = create_app(
+        {
+            "DATABASE_URL": database.url,
+            "SECRET_KEY": "bench-seed",
+            "INSTANCE_PATH": str(instance_dir),
+        }
+    )
+    with app.app_context():
+        admin = db.session.execute(select(User).where(User.username == ADMIN_NAME)).scalar_one()
+        channel, _ = create_channel(
+            None, name="bench-alerts", kind="webhook", url="http://127.0.0.1:9/hook", owner=admin
+        )
+        rows = data.rules(count, devices, admin.id, channel.id, now)
+        db.session.execute(insert(Rule.__table__), rows)
+        db.session.commit()
+        channel_id = channel.id
+        db.session.remove()
+        db.engine.dispose()
+    spread = len({row["device_id"] for row in rows})
+    return SeededRules(time.perf_counter() - started, count, spread, channel_id)

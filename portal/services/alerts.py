@@ -28,10 +28,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVarTuple, cast
 
-from sqlalchemy import CursorResult, Select, bindparam, select, update
+from sqlalchemy import CursorResult, Select, and_, bindparam, select, update
 
 from portal.extensions import db
 from portal.models import (
@@ -59,17 +60,87 @@ COMMAND_TTL_SECONDS = 3600
 
 _rules = Rule.__table__
 _alerts = Alert.__table__
-# Ingest's one question, prebuilt: the enabled threshold rules on these devices and metrics.
-_THRESHOLD_RULES = (
-    select(_rules.c.id, _rules.c.device_id, _rules.c.metric)
-    .where(
-        _rules.c.kind == RuleKind.threshold.value,
-        _rules.c.enabled.is_(True),
-        _rules.c.device_id.in_(bindparam("devices", expanding=True)),
-        _rules.c.metric.in_(bindparam("metrics", expanding=True)),
-    )
+# Ingest's one question, prebuilt: the enabled threshold rules on these devices and metrics,
+# with what judging needs (plain rows, not ORM objects: an upload to a device with rules pays
+# for every object it builds), and their open alerts.
+_JUDGED = (
+    _rules.c.id,
+    _rules.c.device_id,
+    _rules.c.metric,
+    _rules.c.op,
+    _rules.c.value,
+    _rules.c.for_seconds,
+    _rules.c.clear_value,
+    _rules.c.pending_since,
+    _rules.c.pending_value,
+    _rules.c.judged_until,
+)
+# Each rule comes with its open alert's id (at most one: the partial unique index, which also
+# serves the join).
+_WITH_OPEN_ALERT = _rules.outerjoin(
+    _alerts,
+    and_(
+        _alerts.c.rule_id == _rules.c.id,
+        _alerts.c.device_id == _rules.c.device_id,
+        _alerts.c.state != AlertState.resolved.value,
+    ),
+)
+_THRESHOLD = (
+    select(*_JUDGED, _alerts.c.id.label("alert_id"))
+    .select_from(_WITH_OPEN_ALERT)
+    .where(_rules.c.kind == RuleKind.threshold.value, _rules.c.enabled.is_(True))
     .order_by(_rules.c.id)
 )
+# One device (an HTTP upload): no expanding IN, so the statement's SQL is cached whole.
+_DEVICE_RULES = _THRESHOLD.where(_rules.c.device_id == bindparam("device"))
+_DEVICES_RULES = _THRESHOLD.where(_rules.c.device_id.in_(bindparam("devices", expanding=True)))
+_LOCKED = {
+    statement: statement.with_for_update(of=_rules) for statement in (_DEVICE_RULES, _DEVICES_RULES)
+}
+# The same question for one device as plain SQL on the driver's cursor: every HTTP upload asks
+# it, and SQLAlchemy's execution machinery costs ten times the query itself.
+_DEVICE_RULES_SQL = (
+    "SELECT r.id, r.device_id, r.metric, r.op, r.value, r.for_seconds, r.clear_value,"
+    " r.pending_since, r.pending_value, r.judged_until, a.id"
+    " FROM rules r LEFT OUTER JOIN alerts a"
+    " ON a.rule_id = r.id AND a.device_id = r.device_id AND a.state != 'resolved'"
+    " WHERE r.kind = 'threshold' AND r.enabled = {true} AND r.device_id = {param}"
+    " ORDER BY r.id"
+)
+_DRIVER_SQL = {
+    "sqlite": _DEVICE_RULES_SQL.format(true="1", param="?"),
+    "postgresql": _DEVICE_RULES_SQL.format(true="true", param="%s") + " FOR UPDATE OF r",
+}
+_OPEN_ALERTS = select(Alert).where(
+    Alert.rule_id.in_(bindparam("ids", expanding=True)), Alert.state.in_(OPEN)
+)
+_SAVE_STATE = (
+    update(_rules)
+    .where(_rules.c.id == bindparam("rule_id"))
+    .values(
+        pending_since=bindparam("new_pending_since"),
+        pending_value=bindparam("new_pending_value"),
+        judged_until=bindparam("new_judged_until"),
+    )
+)
+
+
+@dataclass(slots=True)
+class _Judged:
+    """A threshold rule as ingest judges it; ``dirty`` once its state changed."""
+
+    id: int
+    device_id: int
+    metric: str
+    op: str
+    value: float
+    for_seconds: int
+    clear_value: float | None
+    pending_since: datetime | None
+    pending_value: float | None
+    judged_until: datetime | None
+    alert_id: int | None
+    dirty: bool = False
 
 
 def holds(op: str | None, reading: float, value: float | None) -> bool:
@@ -87,7 +158,7 @@ def holds(op: str | None, reading: float, value: float | None) -> bool:
     return False
 
 
-def clears(rule: Rule, reading: float) -> bool:
+def clears(rule: Rule | _Judged, reading: float) -> bool:
     """Whether a reading clears the rule's open alert: it no longer satisfies the condition
     (with ``clear_value``: no longer satisfies it against ``clear_value``)."""
     limit = rule.clear_value if rule.clear_value is not None else rule.value
@@ -105,9 +176,7 @@ def _open_alerts(rule_ids: Iterable[int]) -> dict[tuple[int, int], Alert]:
     ids = list(rule_ids)
     if not ids:
         return {}
-    found = db.session.execute(
-        select(Alert).where(Alert.rule_id.in_(ids), Alert.state.in_(OPEN))
-    ).scalars()
+    found = db.session.execute(_OPEN_ALERTS, {"ids": ids}).scalars()
     return {(alert.rule_id, alert.device_id): alert for alert in found}
 
 
@@ -117,81 +186,113 @@ def _open_alerts(rule_ids: Iterable[int]) -> dict[tuple[int, int], Alert]:
 def judge_readings(rows: Sequence[tuple[int, str, float, datetime]], now: datetime) -> int:
     """Judge stored readings, ``(device_id, metric, value, recorded_at)`` each, against the
     enabled threshold rules on their devices and metrics; return how many alerts changed."""
-    if not rows or not _rule_ids({row[0] for row in rows}, {row[1] for row in rows}):
+    if not rows:
         return 0
-    return _judge(rows, now)
+    found = _threshold_rules(_DEVICES_RULES, {"devices": list({row[0] for row in rows})})
+    metrics = {(row[0], row[1]) for row in rows}
+    found = [rule for rule in found if (rule.device_id, rule.metric) in metrics]
+    return _judge(rows, now, found) if found else 0
 
 
 def judge_device_readings(
     device_id: int, rows: Sequence[tuple[str, float, datetime]], now: datetime
 ) -> int:
     """``judge_readings`` for one device's batch, ``(metric, value, recorded_at)`` each: the
-    common case (no rule on its metrics) costs one indexed query and no copy of the batch."""
-    if not rows or not _rule_ids({device_id}, {row[0] for row in rows}):
+    common case (no rule on the device) costs one indexed query and no copy of the batch."""
+    if not rows:
         return 0
-    return _judge([(device_id, *row) for row in rows], now)
+    found = _device_rules(device_id)
+    if found:
+        metrics = {row[0] for row in rows}
+        found = [rule for rule in found if rule.metric in metrics]
+    return _judge([(device_id, *row) for row in rows], now, found) if found else 0
 
 
-def _rule_ids(devices: set[int], metrics: set[str]) -> list[int]:
-    found = db.session.connection().execute(
-        _THRESHOLD_RULES, {"devices": list(devices), "metrics": list(metrics)}
-    )
-    return [row.id for row in found]
+def _device_rules(device_id: int) -> list[_Judged]:
+    """``_threshold_rules`` for one device, on the driver's cursor where the SQL is known."""
+    connection = db.session.connection()
+    sql = _DRIVER_SQL.get(connection.dialect.name)
+    if sql is None:
+        return _threshold_rules(_DEVICE_RULES, {"device": device_id})
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(sql, (device_id,))
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
+    return [
+        _Judged(
+            r[0], r[1], r[2], r[3], r[4], r[5], r[6], _instant(r[7]), r[8], _instant(r[9]), r[10]
+        )
+        for r in rows
+    ]
 
 
-def _judge(rows: Sequence[tuple[int, str, float, datetime]], now: datetime) -> int:
+def _instant(value: Any) -> datetime | None:
+    """A stored instant as an aware UTC datetime (SQLite's driver gives the text stored)."""
+    if isinstance(value, str):
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+    return cast(datetime | None, value)
+
+
+def _threshold_rules(statement: Select[Any], params: dict[str, Any]) -> list[_Judged]:
+    """The enabled threshold rules the statement finds, with their open alerts' ids; locked
+    on PostgreSQL until the transaction ends (two uploads never judge one rule at once)."""
+    connection = db.session.connection()
+    if connection.dialect.name == "postgresql":
+        statement = _LOCKED[statement]
+    return [_Judged(*row) for row in connection.execute(statement, params)]
+
+
+def _judge(
+    rows: Sequence[tuple[int, str, float, datetime]], now: datetime, rules: list[_Judged]
+) -> int:
     series: dict[tuple[int, str], list[tuple[datetime, float]]] = defaultdict(list)
     for device_id, metric, value, at in rows:
         series[(device_id, metric)].append((at, value))
-    rules = [
-        rule
-        for rule in db.session.execute(
-            _locked(
-                select(Rule)
-                .where(
-                    Rule.kind == RuleKind.threshold,
-                    Rule.enabled.is_(True),
-                    Rule.device_id.in_({device_id for device_id, _ in series}),
-                    Rule.metric.in_({metric for _, metric in series}),
-                )
-                .order_by(Rule.id)
-            )
-        ).scalars()
-        if (rule.device_id, rule.metric) in series
-    ]
-    open_alerts = _open_alerts(rule.id for rule in rules)
     changed = 0
     for rule in rules:
-        device_id = cast(int, rule.device_id)
-        readings = sorted(series[(device_id, cast(str, rule.metric))], key=lambda r: r[0])
-        changed += _walk(rule, open_alerts.get((rule.id, device_id)), readings, now)
+        readings = sorted(series[(rule.device_id, rule.metric)], key=lambda r: r[0])
+        changed += _walk(rule, readings, now)
+    dirty = [
+        {
+            "rule_id": rule.id,
+            "new_pending_since": rule.pending_since,
+            "new_pending_value": rule.pending_value,
+            "new_judged_until": rule.judged_until,
+        }
+        for rule in rules
+        if rule.dirty
+    ]
+    if dirty:
+        db.session.connection().execute(_SAVE_STATE, dirty)
     return changed
 
 
-def _walk(
-    rule: Rule, alert: Alert | None, readings: list[tuple[datetime, float]], now: datetime
-) -> int:
-    """Judge one rule's readings in time order; state is written only when it changes."""
-    changed = 0
+def _walk(rule: _Judged, readings: list[tuple[datetime, float]], now: datetime) -> int:
+    """Judge one rule's readings in time order. Only a change of state is written, and only a
+    raise or a resolve loads ORM objects."""
+    changed, alert_id = 0, rule.alert_id
     for at, value in readings:
         if rule.judged_until is not None and at < rule.judged_until:
             continue  # older than the rule's last change of state: history, not news
-        if alert is not None:
+        if alert_id is not None:
             if clears(rule, value):
-                resolve(alert, now)
-                alert, rule.judged_until = None, at
-                changed += 1
+                changed += resolve(db.session.get_one(Alert, alert_id), now)
+                alert_id, rule.judged_until, rule.dirty = None, at, True
         elif holds(rule.op, value, rule.value):
             if rule.pending_since is None:
                 rule.pending_since, rule.pending_value, rule.judged_until = at, value, at
+                rule.dirty = True
             if (at - rule.pending_since).total_seconds() >= rule.for_seconds:
-                alert = raise_alert(rule, cast(int, rule.device_id), value, now)
+                alert = raise_alert(db.session.get_one(Rule, rule.id), rule.device_id, value, now)
+                alert_id = alert.id if alert is not None else None
                 rule.pending_since = rule.pending_value = None
-                rule.judged_until = at
+                rule.judged_until, rule.dirty = at, True
                 changed += alert is not None
         elif rule.pending_since is not None:
             rule.pending_since = rule.pending_value = None
-            rule.judged_until = at
+            rule.judged_until, rule.dirty = at, True
     return changed
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from bench.mqtt import missing as mqtt_missing
+from bench.report import RULES_BUDGET
 from tests.mqtt_broker import require_mosquitto
 
 pytestmark = pytest.mark.bench
@@ -27,6 +28,9 @@ SCENARIOS = [
     for suffix in ("", "_small")
 ]
 SCENARIOS += ["upload_100", "upload_1", "poll_empty", "device_page"]
+RULES_SCENARIOS = ["upload_100_no_rules", "upload_100_rules"]
+SCENARIOS += RULES_SCENARIOS
+RULES = 40
 MQTT_SCENARIOS = ["mqtt_upload_100", "mqtt_command_latency"]
 MQTT_COMMANDS = 20
 TINY = [
@@ -56,6 +60,10 @@ TINY = [
     "",
     "--mqtt-commands",
     str(MQTT_COMMANDS),
+    "--rules",
+    str(RULES),
+    "--rules-rounds",
+    "1",
 ]
 
 
@@ -93,7 +101,7 @@ def test_scenario_answers_only_2xx(results, name):
     assert (scenario["non2xx"], scenario["sample_bad"]) == (0, None)
 
 
-@pytest.mark.parametrize("name", ["upload_100", "upload_1"])
+@pytest.mark.parametrize("name", ["upload_100", "upload_1", *RULES_SCENARIOS])
 def test_upload_stores_every_completed_request_once(results, name):
     scenario = _scenario(results, name)
     assert scenario["stored"] == scenario["completed_requests"] * scenario["batch"] > 0
@@ -115,6 +123,22 @@ def test_every_budget_has_a_verdict(results):
     budgets = results["budgets"]
     assert len(budgets) >= 20
     assert all(isinstance(b["ok"], bool) and b["measured"] is not None for b in budgets)
+
+
+def test_ingest_with_rules_judges_the_uploads(results):
+    scenario = _scenario(results, "upload_100_rules")
+    assert (scenario["rules"], scenario["rule_devices"]) == (RULES, 20)
+    outcome = scenario["outcome"]
+    # Two rules in forty raise and clear on every new batch of their device's readings; one
+    # waits out a day.
+    assert outcome["alerts"] == outcome["resolved"] > 0
+    assert outcome["rule_commands"] == outcome["deliveries"] == 2 * outcome["alerts"]
+    assert outcome["pending_rules"] >= 1
+
+
+def test_ingest_with_rules_budget_is_judged(results):
+    judged = {b["budget"]: b for b in results["budgets"] if b["db"] == "sqlite"}
+    assert judged[RULES_BUDGET]["measured"] > 0
 
 
 # ---- devices over MQTT -------------------------------------------------------------------------
