@@ -28,6 +28,7 @@ def dashboard_context(user: User) -> dict:
     open_list, may_acknowledge = open_alerts(user)
     return {
         "open_alerts": open_list,
+        "open_alert_count": alerts.count_open(user) if open_list else 0,
         "may_acknowledge": may_acknowledge,
         "alert_state": state_badge,
         "alert_value": alert_value,

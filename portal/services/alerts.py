@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVarTuple, cast
 
-from sqlalchemy import CursorResult, Select, and_, bindparam, select, update
+from sqlalchemy import CursorResult, Select, and_, bindparam, case, func, select, update
 
 from portal.extensions import db
 from portal.models import (
@@ -45,6 +45,7 @@ from portal.models import (
     Role,
     Rule,
     RuleKind,
+    Severity,
     User,
     utcnow,
 )
@@ -649,11 +650,19 @@ def list_alerts(
 def open_alerts_for(user: User, limit: int = 20) -> list[Alert]:
     """Open alerts in the user's reach, active before acknowledged, critical first, newest
     first: what the dashboard shows first."""
-    order = {"critical": 0, "warning": 1, "info": 2}
-    alerts = list(
-        db.session.execute(
-            alert_query_for(user).where(Alert.state.in_(OPEN)).order_by(Alert.id.desc()).limit(500)
-        ).scalars()
+    rank = case(
+        (Alert.severity == Severity.critical, 0), (Alert.severity == Severity.warning, 1), else_=2
     )
-    alerts.sort(key=lambda a: (a.state is not AlertState.active, order[a.severity.value], -a.id))
-    return alerts[:limit]
+    query = (
+        alert_query_for(user)
+        .where(Alert.state.in_(OPEN))
+        .order_by((Alert.state != AlertState.active), rank, Alert.id.desc())
+        .limit(limit)
+    )
+    return list(db.session.execute(query).scalars())
+
+
+def count_open(user: User) -> int:
+    """How many alerts in the user's reach are open."""
+    query = alert_query_for(user).where(Alert.state.in_(OPEN))
+    return db.session.scalar(select(func.count()).select_from(query.subquery())) or 0

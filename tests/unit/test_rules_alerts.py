@@ -524,3 +524,29 @@ def test_concurrent_batches_raise_one_alert(hot, device, app):
     db.session.expire_all()
     assert [a.state.value for a in alerts_of(hot)] == ["active"]
     assert db.session.scalar(select(func.count()).select_from(Command)) == 1
+
+
+def test_the_dashboard_order_is_active_then_critical_then_newest(operator, device):
+    made = []
+    for index, severity in enumerate(["info", "critical", "warning", "critical"]):
+        rule = rules.create_rule(
+            operator,
+            name=f"r{index}",
+            kind="threshold",
+            device_id=device.id,
+            metric=f"m{index}",
+            op=">",
+            value=0,
+            severity=severity,
+        )
+        made.append(rule)
+    db.session.commit()
+    readings.record_readings(device, [ReadingInput(f"m{i}", 1.0, at(i)) for i in range(4)], at(10))
+    db.session.commit()
+    first_critical = alerts_of(made[1])[0]
+    alerts.acknowledge(operator, first_critical)
+    db.session.commit()
+    shown = [a.rule_id for a in alerts.open_alerts_for(operator)]
+    assert shown == [made[3].id, made[2].id, made[0].id, made[1].id]
+    assert [a.rule_id for a in alerts.open_alerts_for(operator, limit=2)] == shown[:2]
+    assert alerts.count_open(operator) == 4
