@@ -1,5 +1,7 @@
 """Running commands: each id runs at most once, across restarts; results are kept until reported."""
 
+import time
+
 import pytest
 
 from portal_agent.client import Rejected, Unavailable
@@ -166,3 +168,34 @@ class RefusingPortal(StubPortal):
 def test_refused_poll_backs_off_instead_of_ending_the_agent(tmp_path):
     agent = make_agent(tmp_path, RefusingPortal(), CountingHandler())
     assert agent.run_once() is False
+
+
+def test_relay_on_for_some_seconds_switches_itself_off(tmp_path):
+    relay = RelayHandler()
+    agent = make_agent(tmp_path, StubPortal(), relay)
+    outcome = agent.handle({"id": 1, "action": "relay.on", "payload": {"seconds": 0.2}})
+    assert outcome.status == "succeeded"
+    assert outcome.result["relay"] == "on" and 0 < outcome.result["off_in"] <= 0.2
+    deadline = time.monotonic() + 5
+    while relay.on and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert agent.handle({"id": 2, "action": "relay.status"}).result == {"relay": "off"}
+
+
+def test_a_later_command_cancels_the_relays_timer(tmp_path):
+    relay = RelayHandler()
+    agent = make_agent(tmp_path, StubPortal(), relay)
+    agent.handle({"id": 1, "action": "relay.on", "payload": {"seconds": 0.1}})
+    assert agent.handle({"id": 2, "action": "relay.on"}).result == {"relay": "on"}
+    time.sleep(0.3)
+    assert relay.on  # the first command's timer no longer switches it off
+
+
+@pytest.mark.parametrize("seconds", [0, -5, "30", True, 86401, float("nan")])
+def test_relay_refuses_seconds_it_cannot_keep(tmp_path, seconds):
+    relay = RelayHandler()
+    outcome = make_agent(tmp_path, StubPortal(), relay).handle(
+        {"id": 1, "action": "relay.on", "payload": {"seconds": seconds}}
+    )
+    assert outcome.status == "failed" and "seconds must be" in outcome.result["error"]
+    assert not relay.on
