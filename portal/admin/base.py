@@ -12,7 +12,6 @@ from urllib.parse import quote_plus
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import abort, flash, redirect, request, url_for
-from flask_admin.actions import action
 from flask_admin.babel import gettext as admin_gettext
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.contrib.sqla import filters as sqla_filters
@@ -39,6 +38,7 @@ from portal.admin.arguments import (
     storable_json,
     with_refusing_filters,
 )
+from portal.admin.deleting import SafeDeleteMixin
 from portal.config import SOURCE_LANGUAGE
 from portal.extensions import db
 from portal.models import AuditEvent, Role, User
@@ -199,7 +199,7 @@ class OwnerFormMixin:
         return db.session.get(User, int(field.data))
 
 
-class SecureModelView(ModelView):
+class SecureModelView(SafeDeleteMixin, ModelView):
     """Login required; writes by role; rows limited to the user's reach; changes via services.
 
     Subclasses set ``device_column`` (the name of the column that ties a row to a device),
@@ -272,11 +272,6 @@ class SecureModelView(ModelView):
             if not self.is_action_allowed(action):
                 abort(403)
         return None
-
-    @action("delete", _l("Delete"), _l("Delete the selected records?"))
-    def action_delete(self, ids):
-        # Flask-Admin passes the ids as strings; PostgreSQL will not compare them to integers.
-        return super().action_delete(row_keys(ids, self.model.id))
 
     def selected(self, ids) -> list:
         """The selected rows that are within the user's reach (others, and junk ids, are

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import joinedload
 
+from portal.api.deleting import deleted
 from portal.api.pagination import decode_id_cursor, page
 from portal.api.routing import route
 from portal.api.schemas import (
@@ -12,12 +13,13 @@ from portal.api.schemas import (
     ChannelPage,
     ChannelPatch,
     ChannelWithSecretOut,
+    DeletionOut,
     DeliveryOut,
     ListQuery,
 )
 from portal.extensions import db
 from portal.models import NotificationChannel, User
-from portal.services import channels, notifications
+from portal.services import channels, deletes, notifications
 from portal.services.errors import InvalidInput
 
 NOT_NULL = ("name", "enabled")
@@ -99,11 +101,27 @@ def change_channel(user: User, channel_id: int, body: ChannelPatch):
     "DELETE",
     summary="Delete a notification channel",
     tag="channels",
-    responses={204: None},
+    responses={204: None, 200: DeletionOut},
 )
 def delete_channel(user: User, channel_id: int):
-    """Its deliveries, sent or not, go with it."""
-    channels.delete_channel(user, channels.get_channel_for(user, channel_id, for_change=True))
+    """Its deliveries, sent or not, go with it, in the audit log. Answers 204; with `Prefer:
+    return=representation`, 200 and what was deleted."""
+    channel = channels.get_channel_for(user, channel_id, for_change=True)
+    return deleted(channels.delete_channel(user, channel))
+
+
+@route(
+    "/channels/{channel_id}/delete-preview",
+    summary="What deleting a notification channel would remove",
+    tag="channels",
+    responses={200: DeletionOut},
+    errors=(403,),
+)
+def preview_channel_delete(user: User, channel_id: int):
+    """Nothing is deleted. Counts stop at 10,000 (`more`: there are more); 403 for a role
+    that may not delete it."""
+    channel = channels.get_channel_for(user, channel_id, for_change=True)
+    return DeletionOut.of(deletes.preview(user, channel))
 
 
 @route(

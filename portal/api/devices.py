@@ -5,12 +5,14 @@ from __future__ import annotations
 from flask import current_app
 from sqlalchemy.orm import joinedload
 
+from portal.api.deleting import deleted
 from portal.api.pagination import decode_id_cursor, decode_time_cursor, page
 from portal.api.routing import route
 from portal.api.schemas import (
     CommandIn,
     CommandOut,
     CommandPage,
+    DeletionOut,
     DeviceCommandsQuery,
     DeviceIn,
     DeviceOut,
@@ -24,7 +26,7 @@ from portal.api.schemas import (
 )
 from portal.extensions import db
 from portal.models import Device, User
-from portal.services import commands, devices, readings
+from portal.services import commands, deletes, devices, readings
 from portal.services.access import device_query_for, get_device_for
 from portal.services.errors import InvalidInput
 
@@ -101,11 +103,26 @@ def change_device(user: User, device_id: int, body: DevicePatch):
     "DELETE",
     summary="Delete a device",
     tag="devices",
-    responses={204: None},
+    responses={204: None, 200: DeletionOut},
 )
 def delete_device(user: User, device_id: int):
-    """Its schedules, commands and readings go with it."""
-    devices.delete_device(user, get_device_for(user, device_id, for_change=True))
+    """Its schedules, rules, alerts, commands and readings go with it, each in the audit log.
+    Answers 204; with `Prefer: return=representation`, 200 and what was deleted. `GET
+    /devices/{device_id}/delete-preview` tells the same beforehand."""
+    return deleted(devices.delete_device(user, get_device_for(user, device_id, for_change=True)))
+
+
+@route(
+    "/devices/{device_id}/delete-preview",
+    summary="What deleting a device would remove",
+    tag="devices",
+    responses={200: DeletionOut},
+    errors=(403,),
+)
+def preview_device_delete(user: User, device_id: int):
+    """Nothing is deleted. Counts stop at 10,000 (`more`: there are more); 403 for a role
+    that may not delete it."""
+    return DeletionOut.of(deletes.preview(user, get_device_for(user, device_id, for_change=True)))
 
 
 @route(

@@ -8,12 +8,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
+from portal.api.deleting import deleted
 from portal.api.pagination import decode_id_cursor, page
 from portal.api.routing import route
-from portal.api.schemas import RuleIn, RuleOut, RulePage, RulePatch, RulesQuery
+from portal.api.schemas import DeletionOut, RuleIn, RuleOut, RulePage, RulePatch, RulesQuery
 from portal.extensions import db
 from portal.models import Alert, AlertState, Rule, User
-from portal.services import rules
+from portal.services import deletes, rules
 from portal.services.errors import InvalidInput
 
 NOT_NULL = ("name", "enabled", "severity", "for_seconds")
@@ -131,8 +132,22 @@ def change_rule(user: User, rule_id: int, body: RulePatch):
     "DELETE",
     summary="Delete a rule",
     tag="rules",
-    responses={204: None},
+    responses={204: None, 200: DeletionOut},
 )
 def delete_rule(user: User, rule_id: int):
-    """Its alerts, open or not, go with it."""
-    rules.delete_rule(user, rules.get_rule_for(user, rule_id, for_change=True))
+    """Its alerts, open or not, go with it, in the audit log. Answers 204; with `Prefer:
+    return=representation`, 200 and what was deleted."""
+    return deleted(rules.delete_rule(user, rules.get_rule_for(user, rule_id, for_change=True)))
+
+
+@route(
+    "/rules/{rule_id}/delete-preview",
+    summary="What deleting a rule would remove",
+    tag="rules",
+    responses={200: DeletionOut},
+    errors=(403,),
+)
+def preview_rule_delete(user: User, rule_id: int):
+    """Nothing is deleted. Counts stop at 10,000 (`more`: there are more); 403 for a role
+    that may not delete it."""
+    return DeletionOut.of(deletes.preview(user, rules.get_rule_for(user, rule_id, for_change=True)))

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from portal.api.deleting import deleted
 from portal.api.pagination import decode_id_cursor, page
 from portal.api.routing import route
 from portal.api.schemas import (
+    DeletionOut,
     NextOut,
     NextQuery,
     ScheduleIn,
@@ -18,7 +20,7 @@ from portal.api.schemas import (
 from portal.extensions import db
 from portal.models import Schedule, User
 from portal.scheduling import timing
-from portal.services import schedules
+from portal.services import deletes, schedules
 from portal.services.access import scope
 from portal.services.errors import InvalidInput
 
@@ -117,11 +119,26 @@ def change_schedule(user: User, schedule_id: int, body: SchedulePatch):
     "DELETE",
     summary="Delete a schedule",
     tag="schedules",
-    responses={204: None},
+    responses={204: None, 200: DeletionOut},
 )
 def delete_schedule(user: User, schedule_id: int):
-    """Commands it already sent stay, no longer tied to it."""
-    schedules.delete_schedule(user, schedules.get_schedule_for(user, schedule_id, for_change=True))
+    """Commands it already sent stay, no longer tied to it. Answers 204; with `Prefer:
+    return=representation`, 200 and what was deleted."""
+    schedule = schedules.get_schedule_for(user, schedule_id, for_change=True)
+    return deleted(schedules.delete_schedule(user, schedule))
+
+
+@route(
+    "/schedules/{schedule_id}/delete-preview",
+    summary="What deleting a schedule would remove",
+    tag="schedules",
+    responses={200: DeletionOut},
+    errors=(403,),
+)
+def preview_schedule_delete(user: User, schedule_id: int):
+    """Nothing is deleted; 403 for a role that may not delete it."""
+    schedule = schedules.get_schedule_for(user, schedule_id, for_change=True)
+    return DeletionOut.of(deletes.preview(user, schedule))
 
 
 @route(

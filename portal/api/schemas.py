@@ -25,6 +25,7 @@ from portal.models import (
     Severity,
 )
 from portal.services import mqtt_access
+from portal.services.deletes import Deletion
 from portal.services.readings import METRIC_RE
 from portal.services.rules import MAX_FOR_SECONDS, MAX_SILENCE_SECONDS, MIN_SILENCE_SECONDS
 
@@ -692,3 +693,57 @@ class AlertOut(Out):
 
 class AlertPage(Page[AlertOut]):
     pass
+
+
+# ---- what a delete removes ------------------------------------------------------------------
+
+
+class DeletedItem(Out):
+    id: int
+    name: str
+
+
+class DeletedGroup(Out):
+    type: str = Field(
+        description="schedule, rule, channel (named one by one); command, reading, alert, "
+        "delivery, token (counted).",
+        examples=["schedule"],
+    )
+    count: int = Field(ge=1)
+    more: bool = Field(
+        description="Only in a preview: the count stopped at 10,000 and there are more "
+        "(a busy device's readings are not counted to the end)."
+    )
+    items: list[DeletedItem] = Field(
+        description="The named kinds' objects, at most 100 (`count` has them all); empty for "
+        "counted kinds."
+    )
+
+
+class DeletionOut(Out):
+    """An object and what goes with it when it is deleted (the database cascades)."""
+
+    type: str = Field(examples=["device"])
+    id: int
+    name: str
+    dependents: list[DeletedGroup] = Field(
+        description="Each kind of object deleted with it; named kinds first. Empty when "
+        "nothing else goes (a schedule's commands stay)."
+    )
+
+    @classmethod
+    def of(cls, deletion: Deletion) -> DeletionOut:
+        return cls(
+            type=deletion.kind,
+            id=deletion.id,
+            name=deletion.name,
+            dependents=[
+                DeletedGroup(
+                    type=group.kind,
+                    count=group.count,
+                    more=group.more,
+                    items=[DeletedItem(id=item.id, name=item.name) for item in group.items],
+                )
+                for group in deletion.dependents
+            ],
+        )

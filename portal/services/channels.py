@@ -19,7 +19,7 @@ from sqlalchemy import Select, false, select
 
 from portal.extensions import db
 from portal.models import ChannelKind, NotificationChannel, Role, User
-from portal.services import audit, secret_box
+from portal.services import audit, deletes, secret_box
 from portal.services.access import (
     check_owned_change,
     may_change_owned,
@@ -279,13 +279,11 @@ def update_channel(
     return channel
 
 
-def delete_channel(actor: User | None, channel: NotificationChannel) -> None:
-    """Delete a channel with its deliveries (the database cascades)."""
-    if actor is not None:
-        check_channel_change(actor, channel)
-    audit.record(actor, "delete", channel, audit.diff(audit.snapshot(channel, CHANNEL_FIELDS), {}))
-    db.session.delete(channel)
-    db.session.flush()
+def delete_channel(actor: User | None, channel: NotificationChannel) -> deletes.Deletion:
+    """Delete a channel with its deliveries (and their attempts), audited
+    (``services.deletes``); return what went."""
+    deletes.check_delete(actor, channel)
+    return deletes.remove(actor, channel, audit.diff(audit.snapshot(channel, CHANNEL_FIELDS), {}))
 
 
 def rotate_channel_secret(actor: User | None, channel: NotificationChannel) -> str:

@@ -11,7 +11,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from portal.extensions import db
 from portal.models import Device, Role, User, utcnow
-from portal.services import audit, mqtt_access
+from portal.services import audit, deletes, mqtt_access
 from portal.services.access import check_change, require_writer
 from portal.services.errors import Conflict, InvalidInput
 from portal.services.tokens import DEVICE_PREFIX, hash_token, new_token
@@ -118,14 +118,12 @@ def update_device(actor: User | None, device: Device, **fields: Any) -> Device:
     return device
 
 
-def delete_device(actor: User | None, device: Device) -> None:
-    """Delete a device with its schedules, commands and readings (the database cascades)."""
-    if actor is not None:
-        check_change(actor, device)
-    audit.record(actor, "delete", device, audit.diff(audit.snapshot(device, DEVICE_FIELDS), {}))
+def delete_device(actor: User | None, device: Device) -> deletes.Deletion:
+    """Delete a device with its schedules, rules, alerts, commands and readings, each audited
+    (``services.deletes``); return what went."""
+    deletes.check_delete(actor, device)
     mqtt_access.note_change(device.id)
-    db.session.delete(device)
-    db.session.flush()
+    return deletes.remove(actor, device, audit.diff(audit.snapshot(device, DEVICE_FIELDS), {}))
 
 
 def rotate_device_token(actor: User | None, device: Device) -> str:

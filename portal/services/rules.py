@@ -18,7 +18,7 @@ from sqlalchemy import Select, false, select
 
 from portal.extensions import db
 from portal.models import Device, Role, Rule, RuleKind, Severity, User, utcnow
-from portal.services import audit
+from portal.services import audit, deletes
 from portal.services.access import (
     check_owned_change,
     get_device_for,
@@ -436,13 +436,10 @@ def set_rule_enabled(
     return update_rule(actor, rule, enabled=bool(enabled), now=now)
 
 
-def delete_rule(actor: User | None, rule: Rule) -> None:
-    """Delete a rule with its alerts (the database cascades)."""
-    if actor is not None:
-        check_owned_change(actor, rule.owner_id, "rule")
-    audit.record(actor, "delete", rule, audit.diff(audit.snapshot(rule, RULE_FIELDS), {}))
-    db.session.delete(rule)
-    db.session.flush()
+def delete_rule(actor: User | None, rule: Rule) -> deletes.Deletion:
+    """Delete a rule with its alerts, audited (``services.deletes``); return what went."""
+    deletes.check_delete(actor, rule)
+    return deletes.remove(actor, rule, audit.diff(audit.snapshot(rule, RULE_FIELDS), {}))
 
 
 # ---- presentation ---------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from portal.models import (
     utcnow,
 )
 from portal.scheduling import timing
-from portal.services import audit
+from portal.services import audit, deletes
 from portal.services.access import check_change, get_device_for, may_see_device
 from portal.services.commands import MAX_EXPIRES_IN, validate_action, validate_payload
 from portal.services.errors import InvalidInput, NotFound
@@ -348,15 +348,12 @@ def update_schedule(
     return schedule
 
 
-def delete_schedule(actor: User | None, schedule: Schedule) -> None:
-    """Delete a schedule; its commands stay, no longer tied to it."""
-    if actor is not None:
-        check_change(actor, schedule.device)
-    audit.record(
-        actor, "delete", schedule, audit.diff(audit.snapshot(schedule, SCHEDULE_FIELDS), {})
+def delete_schedule(actor: User | None, schedule: Schedule) -> deletes.Deletion:
+    """Delete a schedule; its commands stay, no longer tied to it. Returns what went."""
+    deletes.check_delete(actor, schedule)
+    return deletes.remove(
+        actor, schedule, audit.diff(audit.snapshot(schedule, SCHEDULE_FIELDS), {})
     )
-    db.session.delete(schedule)
-    db.session.flush()
 
 
 def set_schedule_enabled(

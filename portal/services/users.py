@@ -7,13 +7,13 @@ from collections.abc import Collection
 from typing import Any
 
 from flask import current_app, has_app_context
-from sqlalchemy import func, select
+from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from portal.extensions import db
-from portal.models import Device, Role, User, utcnow
+from portal.models import Role, User, utcnow
 from portal.scheduling.timing import TimingError, validate_timezone
-from portal.services import audit
+from portal.services import audit, deletes
 from portal.services.access import require_admin
 from portal.services.errors import Conflict, InvalidInput, NotFound
 from portal.services.sessions import end_user_sessions
@@ -142,20 +142,11 @@ def _session_ending_change(changes: dict[str, Any]) -> str | None:
     return None
 
 
-def delete_user(actor: User | None, user: User) -> None:
-    """Delete a user who owns no devices (deactivate instead to keep their devices)."""
-    if actor is not None:
-        require_admin(actor)
-        if actor.id == user.id:
-            raise Conflict("You cannot delete yourself.")
-    owned = db.session.scalar(select(func.count()).where(Device.owner_id == user.id))
-    if owned:
-        raise Conflict(
-            f"{user.username} owns {owned} device(s); reassign them or deactivate the user.",
-            code="user_owns_devices",
-        )
-    audit.record(actor, "delete", user, audit.diff(audit.snapshot(user, USER_FIELDS), {}))
-    db.session.delete(user)
+def delete_user(actor: User | None, user: User) -> deletes.Deletion:
+    """Delete a user who owns no devices (deactivate instead to keep their devices), with
+    their rules, channels and tokens, audited (``services.deletes``); return what went."""
+    deletes.check_delete(actor, user)
+    return deletes.remove(actor, user, audit.diff(audit.snapshot(user, USER_FIELDS), {}))
 
 
 def get_user_for(actor: User, user_id: int) -> User:

@@ -192,7 +192,7 @@ def filter_args(app: Flask, view: BaseModelView) -> list[str]:
 def admin_paths(app: Flask, method: str) -> list[str]:
     """Every path under the admin that answers ``method``, with its URL arguments filled in."""
     endpoints = {view.endpoint for view in registered_views(app)}
-    values = {"export_type": "csv", "filename": static_file(app)}
+    values = {"export_type": "csv", "filename": static_file(app), "token_id": 1}
     with app.test_request_context():
         return sorted(
             url_for(rule.endpoint, **{key: values[key] for key in rule.arguments})
@@ -347,6 +347,17 @@ def test_no_other_admin_page_answers_500(app, visitor, persona):
     assert any("/details/" in p for p in others) and any("/export/" in p for p in others)
     for path in others:
         fuzz(you, "GET", path, queries(), PAGE_EXAMPLES)
+
+
+@pytest.mark.parametrize("persona", PERSONAS)
+def test_no_delete_confirmation_answers_500(app, visitor, persona):
+    """Each view's page before a delete, about a row (the persona's or not), then junk: more
+    ids make it the bulk page."""
+    you = visitor(persona)
+    for view in model_views(app):
+        if view.supports_delete:
+            query = {"id": target_id(view)}
+            fuzz(you, "GET", view.url + "/delete/", queries_after(query), PAGE_EXAMPLES)
 
 
 @pytest.mark.parametrize("persona", PERSONAS)

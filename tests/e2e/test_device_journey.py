@@ -1,5 +1,6 @@
 """The first journey in a real browser: log in, create a device, see its token once, edit,
-delete, log out; and an operator never sees another operator's device."""
+delete (through the page that says what goes with it), log out; and an operator never sees
+another operator's device."""
 
 import re
 from pathlib import Path
@@ -35,8 +36,13 @@ def test_operator_manages_a_device_from_login_to_logout(page, live_server):
 
     page.goto(f"{live_server}/admin/devices/")
     row = page.get_by_role("row").filter(has_text="greenhouse-esp32")
-    page.once("dialog", lambda dialog: dialog.accept())
-    row.locator("button[title='Delete Record']").click()
+    row.get_by_role("link", name="Delete Record").click()
+    expect(page.get_by_role("heading", name="Delete “greenhouse-esp32”?")).to_be_visible()
+    expect(page.get_by_text("Nothing else is deleted with it.")).to_be_visible()
+    page.get_by_role("link", name="No, take me back").click()
+    expect(page).to_have_url(re.compile(r"/admin/devices/(\?.*)?$"))
+    row.get_by_role("link", name="Delete Record").click()
+    page.get_by_role("button", name="Yes, delete").click()
     expect(page.get_by_text("Record was successfully deleted.")).to_be_visible()
     expect(page.get_by_role("row").filter(has_text="greenhouse-esp32")).to_have_count(0)
 
