@@ -18,6 +18,7 @@ def init_api(app: Flask) -> None:
         commands,
         device,
         devices,
+        docs,
         openapi,
         rules,
         schedules,

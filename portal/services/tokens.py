@@ -6,18 +6,21 @@ import hashlib
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from portal.extensions import db
-from portal.models import PersonalToken, TokenScope, User, utcnow
+from portal.models import PersonalToken, Role, TokenScope, User, utcnow
 from portal.services import audit
 from portal.services.access import require_admin
-from portal.services.errors import NotFound, one_field
+from portal.services.errors import Conflict, NotFound, one_field
 
 DEVICE_PREFIX = "pd_"
 PERSONAL_PREFIX = "pp_"
 TOKEN_BYTES = 32
 MAX_EXPIRES_DAYS = 3650
+# Live (unrevoked) personal tokens per user: self-service must not grow the table unbounded.
+MAX_LIVE_TOKENS = 50
+MAX_ROW_ID = 2**31 - 1  # the largest id an INTEGER primary key holds
 
 
 def new_token(prefix: str) -> tuple[str, str, str]:
@@ -43,13 +46,17 @@ def create_personal_token(
     """Create a personal token for ``user``; return it with the clear token (shown once).
 
     ``expires_days`` (1 to 3650, None for never) sets ``expires_at``; ``scope`` is ``full`` or
-    ``read`` (GET only). An admin may make tokens for anyone, anyone else only for themselves.
+    ``read`` (GET only), and only ``read`` for a viewer's token unless ``actor`` is None (the
+    CLI). An admin may make tokens for anyone, anyone else only for themselves. Raises
+    ``InvalidInput`` naming the bad field, ``Conflict`` past ``MAX_LIVE_TOKENS`` live tokens.
     """
     if actor is not None and actor.id != user.id:
         require_admin(actor)
     label = (label or "").strip()
     if len(label) > 100:
         raise one_field("label", "At most 100 characters.")
+    if "\x00" in label:  # PostgreSQL refuses NUL in text
+        raise one_field("label", "NUL characters are not allowed.")
     expires_at = None
     if expires_days is not None:
         if not isinstance(expires_days, int) or isinstance(expires_days, bool):
@@ -61,6 +68,11 @@ def create_personal_token(
         scope = TokenScope(scope)
     except ValueError:
         raise one_field("scope", "One of full, read.") from None
+    # A viewer's full token would start writing the day the viewer became an operator.
+    if actor is not None and scope not in token_scopes_for(user):
+        raise one_field("scope", "A viewer's token may only read.")
+    if _live_token_count(user) >= MAX_LIVE_TOKENS:
+        raise Conflict(f"At most {MAX_LIVE_TOKENS} live tokens per user: revoke one first.")
     token, digest, prefix = new_token(PERSONAL_PREFIX)
     row = PersonalToken(
         user=user,
@@ -86,9 +98,25 @@ def create_personal_token(
     return row, token
 
 
+def token_scopes_for(user: User) -> tuple[TokenScope, ...]:
+    """The scopes a token of ``user`` may have, the widest first."""
+    if user.role is Role.viewer:
+        return (TokenScope.read,)
+    return (TokenScope.full, TokenScope.read)
+
+
+def _live_token_count(user: User) -> int:
+    return db.session.execute(
+        select(func.count())
+        .select_from(PersonalToken)
+        .where(PersonalToken.user_id == user.id, PersonalToken.revoked_at.is_(None))
+    ).scalar_one()
+
+
 def revoke_personal_token(actor: User | None, token: PersonalToken) -> None:
-    """Revoke at once; revoking twice is harmless."""
-    if actor is not None:
+    """Revoke at once; revoking twice is harmless. Admins revoke any token, others their own
+    (another user's token is ``NotFound``)."""
+    if actor is not None and actor.id != token.user_id:
         require_admin(actor)
     if token.revoked_at is None:
         token.revoked_at = utcnow()
@@ -96,11 +124,27 @@ def revoke_personal_token(actor: User | None, token: PersonalToken) -> None:
 
 
 def get_personal_token(actor: User, token_id: int) -> PersonalToken:
-    require_admin(actor)
+    """The token ``token_id`` if ``actor`` may see it (an admin: any; others: their own).
+
+    Raises ``NotFound`` when it is absent or out of reach.
+    """
+    if not 1 <= token_id <= MAX_ROW_ID:  # PostgreSQL would refuse the comparison itself
+        raise NotFound("No such token.")
     row = db.session.get(PersonalToken, token_id)
-    if row is None:
+    if row is None or (row.user_id != actor.id and actor.role is not Role.admin):
         raise NotFound("No such token.")
     return row
+
+
+def own_personal_tokens(user: User) -> list[PersonalToken]:
+    """``user``'s unrevoked personal tokens (expired ones included), newest first."""
+    return list(
+        db.session.scalars(
+            select(PersonalToken)
+            .where(PersonalToken.user_id == user.id, PersonalToken.revoked_at.is_(None))
+            .order_by(PersonalToken.created_at.desc(), PersonalToken.id.desc())
+        )
+    )
 
 
 def personal_token_for(
