@@ -46,6 +46,7 @@ def init_admin(app: Flask) -> Admin:
     from portal.admin.arguments import unsafe_return_url
     from portal.admin.base import localtime
     from portal.admin.devices import DeviceView
+    from portal.admin.error_pages import init_error_pages
     from portal.admin.notifications import ChannelView, DeliveryView
     from portal.admin.people import AuditView, TokenView, UserView
     from portal.admin.records import CommandView, ReadingView
@@ -105,4 +106,5 @@ def init_admin(app: Flask) -> Admin:
     admin.add_view(
         AuditView(AuditEvent, session, name=_l("Audit log"), endpoint="audit", category=admin_only)
     )
+    init_error_pages(app, admin)
     return admin

@@ -479,7 +479,7 @@ def test_the_dashboard_shows_open_alerts_first(client, login_as, operator, devic
     alert = raise_on(hot, device)
     login_as(operator)
     html = client.get("/admin/").get_data(as_text=True)
-    body = html.split("<h4", 1)[1]
+    body = html.split("<h1", 1)[1]
     assert re.search(r'data-testid="([^"]+)"', body).group(1) == "open-alerts"
     section = body.split('data-testid="open-alerts"', 1)[1].split("</table>", 1)[0]
     assert "too hot" in section and "oscar-board" in section and "31.5" in section
