@@ -12,7 +12,7 @@ from flask_wtf import FlaskForm
 from markupsafe import Markup
 from sqlalchemy import select
 from wtforms import BooleanField, IntegerField, StringField, TextAreaField
-from wtforms.validators import InputRequired, Length, NumberRange
+from wtforms.validators import InputRequired, Length
 
 from portal.admin.alerts import alert_value, severity_badge, state_badge
 from portal.admin.base import (
@@ -25,6 +25,7 @@ from portal.admin.base import (
     show_token_once,
     viewer_zone,
 )
+from portal.admin.records import drop_repeated_errors
 from portal.admin.rules import rule_states
 from portal.admin.rules import state_badge as rule_state_badge
 from portal.extensions import db
@@ -32,7 +33,7 @@ from portal.models import Alert, Command, Device, MqttCredentialChange, Rule, Sc
 from portal.services import access, alerts, mqtt_access, rules
 from portal.services import schedules as schedule_service
 from portal.services.charts import RANGES, reading_series
-from portal.services.commands import MAX_EXPIRES_IN, enqueue_command
+from portal.services.commands import enqueue_command
 from portal.services.devices import (
     KINDS,
     create_device,
@@ -55,9 +56,13 @@ class SendCommandForm(FlaskForm):
     payload = JSONObjectField(
         _l("Payload (JSON object)"), default=dict, render_kw={"rows": 2, "placeholder": "{}"}
     )
-    expires_in = IntegerField(
-        _l("Expires in (s)"), default=3600, validators=[NumberRange(1, MAX_EXPIRES_IN)]
-    )
+    # The range is the service's check: WTForms' NumberRange overflows on a 400-digit number.
+    expires_in = IntegerField(_l("Expires in (s)"), default=3600, validators=[InputRequired()])
+
+    def validate(self, extra_validators=None) -> bool:
+        valid = super().validate(extra_validators)
+        drop_repeated_errors(self)
+        return valid
 
 
 def mqtt_context(device: Device) -> dict:
@@ -110,7 +115,9 @@ def device_rules(device: Device) -> list[tuple[Rule, Markup]]:
     return [(rule, rule_state_badge(*states[rule.id])) for rule in found]
 
 
-def device_page_context(device: Device, range_key: str) -> dict:
+def device_page_context(
+    device: Device, range_key: str, command_form: SendCommandForm | None = None
+) -> dict:
     now = utcnow()
     schedules = (
         db.session.execute(
@@ -143,7 +150,7 @@ def device_page_context(device: Device, range_key: str) -> dict:
         "history": object_history(device, 20),
         "chart": reading_series(device.id, range_key, now),
         "ranges": list(RANGES),
-        "command_form": SendCommandForm(),
+        "command_form": command_form or SendCommandForm(formdata=None),
         "may_change": access.may_change_device(current_user, device),
         "viewer_zone": str(viewer_zone()),  # the chart's time axis is in it too
         "mqtt": mqtt_context(device),
@@ -270,20 +277,33 @@ class DeviceView(OwnerFormMixin, SecureModelView):
 
     def render(self, template, **kwargs):
         if template == self.details_template and "model" in kwargs:
-            kwargs.update(device_page_context(kwargs["model"], request.args.get("range", "24h")))
+            kwargs.update(
+                device_page_context(
+                    kwargs["model"],
+                    request.args.get("range", "24h"),
+                    kwargs.pop("command_form", None),
+                )
+            )
         return super().render(template, **kwargs)
+
+    def _command_refused(self, device: Device, form: SendCommandForm):
+        """The device page again, the typed command kept and each error beside its field."""
+        flash(_("Command not sent: see the marked fields."), "error")
+        return self.render(
+            self.details_template,
+            model=device,
+            details_columns=self._details_columns,
+            get_value=self.get_detail_value,
+            return_url=self.get_url(".index_view"),
+            command_form=form,
+        )
 
     @expose("/send-command/", methods=("POST",))
     def send_command_view(self):
         device = self.get_one(request.args.get("id"))
         form = SendCommandForm()
         if not form.validate_on_submit():
-            problems = "; ".join(
-                f"{form[name].label.text}: {', '.join(errors)}"
-                for name, errors in form.errors.items()
-            )
-            flash(_("Command not sent: %(reason)s", reason=problems), "error")
-            return redirect(self.get_url(".details_view", id=device.id))
+            return self._command_refused(device, form)
         try:
             command = enqueue_command(
                 current_user,
@@ -297,8 +317,8 @@ class DeviceView(OwnerFormMixin, SecureModelView):
             db.session.rollback()
             if exc.status in (403, 404):
                 abort(exc.status)
-            reason = " ".join([exc.message, *(f"{k}: {v}" for k, v in (exc.fields or {}).items())])
-            flash(_("Command not sent: %(reason)s", reason=reason), "error")
+            show_domain_error(form, exc)
+            return self._command_refused(device, form)
         else:
             flash(
                 _(

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-from flask import flash
+import json
+
+from flask import flash, url_for
 from flask_admin.actions import action
 from flask_admin.contrib.sqla.fields import QuerySelectField
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from markupsafe import Markup, escape
+from sqlalchemy import or_, select
 from sqlalchemy.orm import selectinload
 from wtforms import IntegerField, StringField
-from wtforms.validators import InputRequired, NumberRange
+from wtforms.validators import DataRequired, InputRequired
 
 from portal.admin.base import JSONObjectField, SecureModelView, form_data
 from portal.extensions import db
-from portal.models import Device
-from portal.services import access
-from portal.services.commands import MAX_EXPIRES_IN, cancel_command, enqueue_command
+from portal.models import Alert, Command, CommandSource, Device, Rule
+from portal.services import access, rules
+from portal.services.commands import cancel_command, enqueue_command
 from portal.services.errors import DomainError
 
 
@@ -25,6 +28,72 @@ def changeable_devices():
     """Device choices in forms: only devices the current user may change."""
     query = access.device_query_for(current_user, for_change=True).order_by(Device.name)
     return db.session.execute(query).scalars().all()
+
+
+def drop_repeated_errors(form) -> None:
+    """Show each of a field's errors once (a JSON field reports its parse error twice)."""
+    for field in form:
+        if isinstance(field.errors, list | tuple):
+            field.errors = list(dict.fromkeys(field.errors))
+
+
+def pretty_json(value) -> Markup:
+    """A JSON value indented, for a details page."""
+    if value is None:
+        return Markup("—")
+    text = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
+    return Markup('<pre class="mb-0 small">%s</pre>') % text
+
+
+def device_link(device: Device | None) -> Markup:
+    if device is None:
+        return Markup("—")
+    url = url_for("devices.details_view", id=device.id)
+    return Markup('<a href="%s" data-testid="device-link">%s</a>') % (url, device.name)
+
+
+def _schedule_link(view, context, model, name):
+    if model.schedule is None:
+        return Markup("—")
+    url = url_for("schedules.details_view", id=model.schedule.id)
+    return Markup('<a href="%s" data-testid="schedule-link">%s</a>') % (url, model.schedule.name)
+
+
+def command_alert(command: Command) -> tuple[Alert, Rule | None] | None:
+    """The alert whose raise or clear sent the command (if the user may see it), with its
+    rule when the user may see that too."""
+    alert = db.session.execute(
+        select(Alert)
+        .where(or_(Alert.raise_command_id == command.id, Alert.clear_command_id == command.id))
+        .limit(1)
+    ).scalar_one_or_none()
+    if alert is None or not access.may_see_device(current_user, alert.device):
+        return None
+    rule = db.session.execute(
+        rules.rule_query_for(current_user).where(Rule.id == alert.rule_id)
+    ).scalar_one_or_none()
+    return alert, rule
+
+
+def _source(view, context, model, name):
+    names = {"person": _("a person"), "schedule": _("a schedule"), "rule": _("a rule")}
+    text = escape(names.get(model.source.value, model.source.value))
+    if model.source is not CommandSource.rule:
+        return text
+    found = command_alert(model)
+    if found is None:
+        return text
+    alert, rule = found
+    alert_url = url_for("alerts.details_view", id=alert.id)
+    parts = [text]
+    if rule is not None:
+        rule_url = url_for("rules.details_view", id=rule.id)
+        parts.append(Markup('<a href="%s" data-testid="rule-link">%s</a>') % (rule_url, rule.name))
+    parts.append(
+        Markup('<a href="%s" data-testid="alert-link">%s</a>')
+        % (alert_url, _("alert #%(id)s", id=alert.id))
+    )
+    return Markup(" · ").join(parts)
 
 
 def _status_badge(view, context, model, name):
@@ -59,6 +128,7 @@ class CommandView(DeviceNameMixin, SecureModelView):
     simple_list_pager = True
     count_cap = 10_000
     supports_edit = False  # a command is immutable once sent; cancel it instead
+    details_template = "admin/command_details.html"
     column_list = (
         "id",
         "device",
@@ -89,11 +159,27 @@ class CommandView(DeviceNameMixin, SecureModelView):
         "result",
     )
     column_export_list = column_details_list
-    column_filters = ("status", "source", "action", "created_at", "device_id", "device.name")
+    column_filters = (
+        "status",
+        "source",
+        "action",
+        "created_at",
+        "device_id",
+        "device.name",
+        "schedule_id",
+    )
     column_searchable_list = ("action",)
     column_sortable_list = ("id", "action", "status", "created_at", "expires_at", "attempts")
     column_default_sort = ("id", True)
     column_formatters = {"status": _status_badge}
+    column_formatters_detail = {
+        "status": _status_badge,
+        "device": lambda v, c, m, n: device_link(m.device),
+        "schedule": _schedule_link,
+        "source": _source,
+        "payload": lambda v, c, m, n: pretty_json(m.payload),
+        "result": lambda v, c, m, n: pretty_json(m.result),
+    }
     column_labels = {
         "id": _l("ID"),
         "device": _l("Device"),
@@ -112,6 +198,7 @@ class CommandView(DeviceNameMixin, SecureModelView):
         "delivered_at": _l("Delivered"),
         "due_at": _l("Due"),
         "device_id": _l("Device ID"),
+        "schedule_id": _l("Schedule ID"),
     }
     column_filter_labels = {"device.name": _l("Device name")}
     form_columns = ("device", "action", "payload", "expires_in")
@@ -119,8 +206,9 @@ class CommandView(DeviceNameMixin, SecureModelView):
         "device": QuerySelectField(
             _l("Device"),
             query_factory=changeable_devices,
-            validators=[InputRequired()],
-            allow_blank=False,
+            allow_blank=True,  # never a device the user did not choose
+            blank_text=_l("— choose a device —"),
+            validators=[DataRequired()],
         ),
         "action": StringField(
             _l("Action"),
@@ -128,10 +216,16 @@ class CommandView(DeviceNameMixin, SecureModelView):
             description=_l("e.g. %(examples)s", examples="relay.on, relay.off, reboot"),
         ),
         "payload": JSONObjectField(_l("Payload (JSON object)"), default=dict),
+        # The range is the service's check: NumberRange overflows on a 400-digit number.
         "expires_in": IntegerField(
-            _l("Expires in (seconds)"), default=3600, validators=[NumberRange(1, MAX_EXPIRES_IN)]
+            _l("Expires in (seconds)"), default=3600, validators=[InputRequired()]
         ),
     }
+
+    def validate_form(self, form) -> bool:
+        valid = super().validate_form(form)
+        drop_repeated_errors(form)
+        return valid
 
     def service_create(self, form):
         data = form_data(form, "device", "action", "payload", "expires_in")

@@ -123,3 +123,77 @@ document.addEventListener("DOMContentLoaded", function () {
     });
   }
 });
+
+// A schedule form's next runs, previewed as one types: the server computes them with the same
+// rules it saves with (GET /admin/schedules/preview/). Without JavaScript the box stays hidden.
+document.addEventListener("DOMContentLoaded", function () {
+  "use strict";
+  var box = document.getElementById("schedule-preview");
+  var kind = document.getElementById("kind");
+  var form = kind && kind.form;
+  if (!box || !form) { return; }
+  var names = ["kind", "cron", "interval_seconds", "run_at", "sun_event", "sun_offset_minutes",
+               "sun_latitude", "sun_longitude", "timezone", "start_at", "end_at"];
+  var zone = document.getElementById("timezone");
+  var after = (zone && zone.closest(".form-group")) || kind.closest(".form-group");
+  after.parentNode.insertBefore(box, after.nextSibling);
+  box.hidden = false;
+  var errorList = box.querySelector("[data-preview-errors]");
+  var rows = box.querySelector("[data-preview-times]");
+  var table = rows.closest("table");
+  // A blank new form is not an error yet: complaints show once a timing field was touched.
+  var timer = null, latest = 0, touched = false;
+
+  function labelOf(name) {
+    var label = form.querySelector('label[for="' + name + '"]');
+    return label ? label.textContent.replace(/\s*\*\s*$/, "").trim() : name;
+  }
+  function cell(text) {
+    var td = document.createElement("td");
+    td.textContent = text;
+    return td;
+  }
+  function show(answer) {
+    errorList.textContent = "";
+    rows.textContent = "";
+    Object.keys(touched ? answer.errors || {} : {}).forEach(function (name) {
+      var li = document.createElement("li");
+      li.textContent = labelOf(name) + ": " + answer.errors[name];
+      errorList.appendChild(li);
+    });
+    (answer.times || []).forEach(function (t) {
+      var tr = document.createElement("tr");
+      tr.appendChild(cell(t.utc_text));
+      tr.appendChild(cell(t.local_text));
+      rows.appendChild(tr);
+    });
+    table.hidden = !(answer.times || []).length;
+  }
+  function refresh() {
+    var query = new URLSearchParams();
+    var data = new FormData(form);
+    names.forEach(function (name) {
+      if (data.has(name)) { query.set(name, data.get(name)); }
+    });
+    var url = box.getAttribute("data-url");
+    var ticket = ++latest;
+    fetch(url + (url.indexOf("?") < 0 ? "?" : "&") + query.toString(),
+          {credentials: "same-origin", headers: {Accept: "application/json"}})
+      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (answer) { if (answer && ticket === latest) { show(answer); } })
+      .catch(function () { /* a failed preview leaves the form as it is */ });
+  }
+  function later() {
+    touched = true;
+    window.clearTimeout(timer);
+    timer = window.setTimeout(refresh, 300);
+  }
+  names.forEach(function (name) {
+    var field = document.getElementById(name);
+    if (field) {
+      field.addEventListener("input", later);
+      field.addEventListener("change", later);
+    }
+  });
+  refresh();
+});

@@ -336,13 +336,15 @@ def test_sun_fields_without_an_event_make_no_sun_schedule(client, db, login_as, 
     assert db.session.execute(select(Schedule)).first() is None
 
 
-def test_the_sun_event_shows_its_fields_and_the_edit_form_is_filled(
+def test_the_sun_kind_shows_its_fields_and_the_edit_form_is_filled(
     client, db, login_as, operator, device
 ):
     login_as(operator)
     post_form(client, "/admin/schedules/new/", {**BASE, "device": device.id, **SUN_FORM})
     schedule = db.session.execute(select(Schedule)).scalar_one()
     html = client.get(f"/admin/schedules/edit/?id={schedule.id}").get_data(as_text=True)
-    assert 'data-reveals="sun_offset_minutes sun_latitude sun_longitude"' in html
+    fields_of = '"sun": ["sun_event", "sun_offset_minutes", "sun_latitude", "sun_longitude"]'
+    assert fields_of in html.replace("&#34;", '"')
+    assert '<option selected value="sun">' in html
     assert '<option selected value="sunset">' in html
     assert 'value="52.52"' in html and 'value="-30"' in html

@@ -1,4 +1,5 @@
-"""A sun schedule made in the admin form: its place and offset show only once an event is chosen."""
+"""A sun schedule made in the admin form: its event, place and offset show only once the sun
+kind is chosen."""
 
 from playwright.sync_api import expect
 from sqlalchemy import select
@@ -18,9 +19,12 @@ def test_operator_makes_a_sun_schedule_in_the_form(page, live_app, live_server):
     page.goto(f"{live_server}/admin/schedules/new/")
     latitude = page.get_by_label("Latitude")
     expect(latitude).to_be_hidden()
-    page.get_by_label("Sun event").select_option("sunset")
+    page.get_by_label("Kind").select_option("sun")
     expect(latitude).to_be_visible()
+    page.get_by_label("Sun event").select_option("sunset")
     page.get_by_label("Name").fill("Lights on at sunset")
+    # Flask-Admin wraps the select in Select2; the select itself still takes the choice.
+    page.locator("#device").select_option(label="greenhouse-lights", force=True)
     page.get_by_label("Action").fill("relay.on")
     page.get_by_label("Minutes after the event").fill("-30")
     latitude.fill("52.52")
