@@ -384,8 +384,19 @@ def catalogue(language: str):
         return read_po(fh, locale=language)
 
 
-def translations_of(catalog) -> dict[tuple[str | None, str], str]:
-    return {(m.context, m.id): m.string for m in catalog if m.id and not m.fuzzy}
+def translations_of(catalog) -> dict[tuple[str | None, str], str | tuple[str, ...]]:
+    """``(context, msgid)`` → translation; a plural entry is keyed by its singular and has a
+    translation only when every form has one."""
+    found: dict[tuple[str | None, str], str | tuple[str, ...]] = {}
+    for m in catalog:
+        if not m.id or m.fuzzy:
+            continue
+        if isinstance(m.id, list | tuple):
+            forms = tuple(m.string) if isinstance(m.string, list | tuple) else (m.string,)
+            found[(m.context, m.id[0])] = forms if all(forms) else ""
+        else:
+            found[(m.context, m.id)] = m.string
+    return found
 
 
 def test_the_extraction_finds_the_portals_strings():
