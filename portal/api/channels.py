@@ -6,7 +6,7 @@ from sqlalchemy.orm import joinedload
 
 from portal.api.deleting import deleted
 from portal.api.pagination import decode_id_cursor, page
-from portal.api.routing import route
+from portal.api.routing import patch_fields, route
 from portal.api.schemas import (
     ChannelIn,
     ChannelOut,
@@ -20,7 +20,6 @@ from portal.api.schemas import (
 from portal.extensions import db
 from portal.models import NotificationChannel, User
 from portal.services import channels, deletes, notifications
-from portal.services.errors import InvalidInput
 
 NOT_NULL = ("name", "enabled")
 
@@ -84,15 +83,7 @@ def show_channel(user: User, channel_id: int):
 def change_channel(user: User, channel_id: int, body: ChannelPatch):
     """Only the fields sent change; the kind cannot; ``owner`` (a user name) is for admins."""
     channel = channels.get_channel_for(user, channel_id, for_change=True)
-    fields = body.model_dump(exclude_unset=True)
-    nulls = {
-        name: "May not be null." for name in NOT_NULL if name in fields and fields[name] is None
-    }
-    if nulls:
-        raise InvalidInput(fields=nulls)
-    for name in ("owner", "kind"):
-        if name in fields and fields[name] is None:
-            del fields[name]
+    fields = patch_fields(body, NOT_NULL, ("owner", "kind"))
     return ChannelOut.of(channels.update_channel(user, channel, **fields))
 
 

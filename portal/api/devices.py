@@ -7,7 +7,7 @@ from sqlalchemy.orm import joinedload
 
 from portal.api.deleting import deleted
 from portal.api.pagination import decode_id_cursor, decode_time_cursor, page
-from portal.api.routing import route
+from portal.api.routing import patch_fields, route
 from portal.api.schemas import (
     CommandIn,
     CommandOut,
@@ -28,7 +28,6 @@ from portal.extensions import db
 from portal.models import Device, User
 from portal.services import commands, deletes, devices, readings
 from portal.services.access import device_query_for, get_device_for
-from portal.services.errors import InvalidInput
 
 NOT_NULL = ("name", "enabled")
 
@@ -87,14 +86,7 @@ def show_device(user: User, device_id: int):
 def change_device(user: User, device_id: int, body: DevicePatch):
     """Only the fields sent change; ``owner`` (a user name) is for admins."""
     device = get_device_for(user, device_id, for_change=True)
-    fields = body.model_dump(exclude_unset=True)
-    nulls = {
-        name: "May not be null." for name in NOT_NULL if name in fields and fields[name] is None
-    }
-    if nulls:
-        raise InvalidInput(fields=nulls)
-    if fields.get("owner", "") is None:
-        del fields["owner"]
+    fields = patch_fields(body, NOT_NULL, ("owner",))
     return DeviceOut.of(devices.update_device(user, device, **fields))
 
 

@@ -236,3 +236,21 @@ def _first_answer(caller: str, key: str, request_hash: str, now: datetime) -> Re
 def _replayed(replay: idempotency.Replay) -> Response:
     payload = None if replay.body is None else orjson.dumps(replay.body, option=JSON_OPTIONS)
     return _response(replay.status, payload, replayed=True)
+
+
+def patch_fields(
+    body: BaseModel, not_null: tuple[str, ...], unchanged_if_null: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """The fields a PATCH sent: InvalidInput naming each of ``not_null`` sent as null, and
+    those of ``unchanged_if_null`` sent as null left out (they mean "no change")."""
+    fields = body.model_dump(exclude_unset=True)
+    nulls = {
+        name: "May not be null." for name in not_null if name in fields and fields[name] is None
+    }
+    if nulls:
+        raise InvalidInput(fields=nulls)
+    return {
+        name: value
+        for name, value in fields.items()
+        if not (name in unchanged_if_null and value is None)
+    }

@@ -10,12 +10,11 @@ from sqlalchemy.orm import joinedload
 
 from portal.api.deleting import deleted
 from portal.api.pagination import decode_id_cursor, page
-from portal.api.routing import route
+from portal.api.routing import patch_fields, route
 from portal.api.schemas import DeletionOut, RuleIn, RuleOut, RulePage, RulePatch, RulesQuery
 from portal.extensions import db
 from portal.models import Alert, AlertState, Rule, User
 from portal.services import deletes, rules
-from portal.services.errors import InvalidInput
 
 NOT_NULL = ("name", "enabled", "severity", "for_seconds")
 OPEN = (AlertState.active, AlertState.acknowledged)
@@ -115,15 +114,7 @@ def change_rule(user: User, rule_id: int, body: RulePatch):
     """Only the fields sent change; the kind cannot; ``owner`` (a user name) is for admins.
     Changing the condition starts its judgement afresh; disabling resolves its open alerts."""
     rule = rules.get_rule_for(user, rule_id, for_change=True)
-    fields = body.model_dump(exclude_unset=True)
-    nulls = {
-        name: "May not be null." for name in NOT_NULL if name in fields and fields[name] is None
-    }
-    if nulls:
-        raise InvalidInput(fields=nulls)
-    for name in ("owner", "kind"):
-        if name in fields and fields[name] is None:
-            del fields[name]
+    fields = patch_fields(body, NOT_NULL, ("owner", "kind"))
     return _one(rules.update_rule(user, rule, **fields))
 
 

@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from portal.api.deleting import deleted
 from portal.api.pagination import decode_id_cursor, page
-from portal.api.routing import route
+from portal.api.routing import patch_fields, route
 from portal.api.schemas import (
     DeletionOut,
     NextOut,
@@ -22,7 +22,6 @@ from portal.models import Schedule, User
 from portal.scheduling import timing
 from portal.services import deletes, schedules
 from portal.services.access import scope
-from portal.services.errors import InvalidInput
 
 NOT_NULL = ("enabled",)
 DEFAULTS = {"timezone": "UTC", "misfire_grace_seconds": 300, "command_ttl_seconds": 3600}
@@ -105,12 +104,7 @@ def change_schedule(user: User, schedule_id: int, body: SchedulePatch):
     """Only the fields sent change; sending one of cron/interval_seconds/run_at/sun switches
     the kind (the parts of ``sun`` sent to a sun schedule change only those parts)."""
     schedule = schedules.get_schedule_for(user, schedule_id, for_change=True)
-    fields = body.model_dump(exclude_unset=True)
-    nulls = {
-        name: "May not be null." for name in NOT_NULL if name in fields and fields[name] is None
-    }
-    if nulls:
-        raise InvalidInput(fields=nulls)
+    fields = patch_fields(body, NOT_NULL)
     return _out(schedules.update_schedule(user, schedule, **fields))
 
 

@@ -69,23 +69,7 @@ KIND_ONLY = {
 }
 # Changing one of these starts the rule's judgement afresh.
 CONDITION = ("device_id", "metric", "op", "value", "for_seconds", "clear_value", "seconds")
-EDITABLE = (
-    "name",
-    "kind",
-    "device_id",
-    "enabled",
-    "severity",
-    "metric",
-    "op",
-    "value",
-    "for_seconds",
-    "clear_value",
-    "seconds",
-    "on_raise",
-    "on_clear",
-    "notify",
-    "owner",
-)
+EDITABLE = tuple(name for name in RULE_FIELDS if name != "owner_id") + ("owner",)
 
 
 # ---- reach ----------------------------------------------------------------------------------
