@@ -5,6 +5,8 @@ from __future__ import annotations
 from flask import abort, current_app, flash, redirect, request
 from flask_admin import expose
 from flask_admin.actions import action
+from flask_admin.babel import lazy_gettext as admin_lazy_gettext
+from flask_admin.contrib.sqla.filters import BaseSQLAFilter
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
@@ -25,6 +27,7 @@ from portal.admin.base import (
     show_token_once,
     viewer_zone,
 )
+from portal.admin.onboarding import connect_panel, remember_token
 from portal.admin.records import drop_repeated_errors
 from portal.admin.rules import rule_states
 from portal.admin.rules import state_badge as rule_state_badge
@@ -42,9 +45,50 @@ from portal.services.devices import (
     update_device,
 )
 from portal.services.errors import DomainError
-from portal.services.fleet import device_connects_over, device_status
+from portal.services.fleet import (
+    DEVICE_STATUSES,
+    device_connects_over,
+    device_status,
+    device_status_condition,
+)
 
 EDITABLE = ("name", "kind", "location", "description", "enabled")
+STATUS_NAMES = {"online": _l("online"), "stale": _l("stale"), "never": _l("never")}
+STATUS_TONES = {"online": "success", "stale": "warning", "never": "secondary"}
+
+
+def _status_badge(view, context, model, name) -> Markup:
+    """The device's status by the dashboard's rule (fleet.device_status)."""
+    status = device_status(model, utcnow(), current_app.config["DEVICE_ONLINE_SECONDS"])
+    return Markup('<span class="badge badge-%s" data-testid="device-status">%s</span>') % (
+        STATUS_TONES[status],
+        STATUS_NAMES[status],
+    )
+
+
+def _name_link(view, context, model, name) -> Markup:
+    """The device's name, linked to its page (which links back to this list)."""
+    url = context.resolve("row_url")(".details_view", model.id)
+    return Markup('<a href="%s" data-testid="device-link">%s</a>') % (url, model.name)
+
+
+class DeviceStatusFilter(BaseSQLAFilter):
+    """Online, stale or never seen, by the dashboard's rule (fleet.device_status_condition);
+    its URL argument is ``status_equals`` (the dashboard's cards link to it)."""
+
+    def __init__(self) -> None:
+        options = [(status, STATUS_NAMES[status]) for status in DEVICE_STATUSES]
+        super().__init__(Device.last_seen_at, _l("Status"), options=options)
+
+    def validate(self, value) -> bool:
+        return value in DEVICE_STATUSES
+
+    def apply(self, query, value, alias=None):
+        online_seconds = current_app.config["DEVICE_ONLINE_SECONDS"]
+        return query.filter(device_status_condition(value, utcnow(), online_seconds))
+
+    def operation(self):
+        return admin_lazy_gettext("equals")
 
 
 class SendCommandForm(FlaskForm):
@@ -154,6 +198,7 @@ def device_page_context(
         "may_change": access.may_change_device(current_user, device),
         "viewer_zone": str(viewer_zone()),  # the chart's time axis is in it too
         "mqtt": mqtt_context(device),
+        "connect": connect_panel(device),
         "device_alerts": device_alerts(device),
         "device_rules": device_rules(device),
         "alert_state": state_badge,
@@ -167,6 +212,7 @@ class DeviceView(OwnerFormMixin, SecureModelView):
     device_column = "id"
     column_list = (
         "name",
+        "status",
         "kind",
         "location",
         "owner",
@@ -209,10 +255,20 @@ class DeviceView(OwnerFormMixin, SecureModelView):
         "mqtt_online": _l("Online over MQTT"),
         "created_at": _l("Created"),
         "updated_at": _l("Updated"),
+        "status": _l("Status"),
     }
+    column_formatters = {"name": _name_link, "status": _status_badge}
+    column_formatters_export: dict = {}  # the CSV has plain names
     column_filter_labels = {"owner.username": _l("Owner")}
     column_searchable_list = ("name", "location", "kind")
-    column_filters = ("kind", "enabled", "location", "last_seen_at", "owner.username")
+    column_filters = (
+        DeviceStatusFilter(),
+        "kind",
+        "enabled",
+        "location",
+        "last_seen_at",
+        "owner.username",
+    )
     column_sortable_list = (
         "name",
         "kind",
@@ -258,6 +314,7 @@ class DeviceView(OwnerFormMixin, SecureModelView):
     def after_model_change(self, form, model, is_created):
         if is_created and getattr(self, "_new_token", None):
             show_token_once(*self._new_token)
+            remember_token(model.id, self._new_token[1])
             self._new_token = None
 
     def service_update(self, form, model):
@@ -341,6 +398,7 @@ class DeviceView(OwnerFormMixin, SecureModelView):
             db.session.rollback()
             abort(exc.status)
         show_token_once(device.name, token)
+        remember_token(device.id, token)
         return redirect(self.get_url(".details_view", id=device.id))
 
     @action(

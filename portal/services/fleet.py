@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import case, func, select
+from sqlalchemy import ColumnElement, and_, case, func, select
 
 from portal.extensions import db
 from portal.models import BridgeBeat, Command, CommandStatus, Device, Schedule, SchedulerPass, User
@@ -20,28 +20,48 @@ BRIDGE_SHOWN_SECONDS = 24 * 3600
 BRIDGES_SHOWN = 10
 
 
+DEVICE_STATUSES = ("online", "stale", "never")
+
+
 def device_status(device: Device, now: datetime, online_seconds: int) -> str:
-    """``online`` (heard from within the window), ``stale``, or ``never`` seen."""
+    """``online`` (heard from within the window), ``stale``, or ``never`` seen.
+
+    The same rule as ``device_status_condition``, for one device already loaded.
+    """
     if device.last_seen_at is None:
         return "never"
-    if now - device.last_seen_at <= timedelta(seconds=online_seconds):
+    if device.last_seen_at >= now - timedelta(seconds=online_seconds):
         return "online"
     return "stale"
 
 
+def device_status_condition(status: str, now: datetime, online_seconds: int) -> ColumnElement[bool]:
+    """The SQL condition "the device has this status" (one of DEVICE_STATUSES), for the
+    dashboard's counts and the device list's filter alike.
+
+    Raises ValueError for an unknown status.
+    """
+    seen = Device.last_seen_at
+    online_after = now - timedelta(seconds=online_seconds)
+    if status == "online":
+        return seen >= online_after
+    if status == "stale":
+        return and_(seen.is_not(None), seen < online_after)
+    if status == "never":
+        return seen.is_(None)
+    raise ValueError(f"unknown device status {status!r}")
+
+
 def device_counts(user: User, now: datetime, online_seconds: int) -> dict[str, int]:
     """How many visible devices are online, stale and never seen, in one query."""
-    online_after = now - timedelta(seconds=online_seconds)
-    query = access.device_query_for(user).subquery()
+    counts = [
+        func.coalesce(func.sum(case((device_status_condition(s, now, online_seconds), 1))), 0)
+        for s in DEVICE_STATUSES
+    ]
     row = db.session.execute(
-        select(
-            func.count(),
-            func.sum(case((query.c.last_seen_at >= online_after, 1), else_=0)),
-            func.sum(case((query.c.last_seen_at.is_(None), 1), else_=0)),
-        ).select_from(query)
+        access.device_query_for(user).with_only_columns(func.count(), *counts).select_from(Device)
     ).one()
-    total, online, never = row[0] or 0, row[1] or 0, row[2] or 0
-    return {"total": total, "online": online, "stale": total - online - never, "never": never}
+    return {"total": row[0], **dict(zip(DEVICE_STATUSES, row[1:], strict=True))}
 
 
 def command_counts(user: User, now: datetime) -> dict[str, int]:

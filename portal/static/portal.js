@@ -88,9 +88,21 @@ document.addEventListener("DOMContentLoaded", function () {
     var labels = JSON.parse(target.getAttribute("data-labels") || "{}");
     // Times in the user's zone (as everywhere on the page), written the page language's way.
     var zone = target.getAttribute("data-zone") || "UTC";
+    // 24-hour times, as the rest of the page writes them (h23: never "24:05").
     var dayFormat = new Intl.DateTimeFormat(lang, {timeZone: zone, day: "numeric", month: "short"});
-    var timeFormat = new Intl.DateTimeFormat(lang, {timeZone: zone, hour: "2-digit", minute: "2-digit"});
-    var fullFormat = new Intl.DateTimeFormat(lang, {timeZone: zone, dateStyle: "medium", timeStyle: "short"});
+    var timeFormat = new Intl.DateTimeFormat(lang, {timeZone: zone, hour: "2-digit", minute: "2-digit",
+                                                    hourCycle: "h23"});
+    var fullFormat = new Intl.DateTimeFormat(lang, {timeZone: zone, year: "numeric", month: "short",
+                                                    day: "numeric", hour: "2-digit", minute: "2-digit",
+                                                    hourCycle: "h23"});
+    // Values with at most two decimals, in the page language's digits, with the metric's unit
+    // when the metric is a known one.
+    var units = {temperature: "\u00b0C", humidity: "%"};
+    var number = function (value, unit) {
+      if (value == null) { return "--"; }
+      var text = value.toLocaleString(lang, {maximumFractionDigits: 2});
+      return unit ? text + (unit === "%" ? "\u00a0%" : "\u00a0" + unit) : text;
+    };
     var at = function (seconds) { return new Date(seconds * 1000); };
     var ticks = function (u, splits, axis, space, step) {
       var lastDay = null;
@@ -109,19 +121,48 @@ document.addEventListener("DOMContentLoaded", function () {
       box.setAttribute("data-metric", metric);
       target.appendChild(box);
       var width = Math.max(280, target.clientWidth - 8);
+      var unit = units[metric.toLowerCase()] || "";
+      var value = function (u, v) { return number(v, unit); };
       new window.uPlot({
-        title: metric, width: width, height: 180,
+        title: unit ? metric + " (" + unit + ")" : metric, width: width, height: 180,
         tzDate: function (seconds) { return window.uPlot.tzDate(at(seconds), zone); },
         series: [{label: labels.time || "Time", value: function (u, seconds) {
                    return seconds == null ? "--" : fullFormat.format(at(seconds)); }},
-                 {label: labels.avg || "avg", stroke: palette[i % palette.length], width: 2},
-                 {label: labels.min || "min", stroke: "#8c959f", dash: [4, 4]},
-                 {label: labels.max || "max", stroke: "#8c959f", dash: [4, 4]}],
+                 {label: labels.avg || "avg", stroke: palette[i % palette.length], width: 2,
+                  value: value},
+                 {label: labels.min || "min", stroke: "#8c959f", dash: [4, 4], value: value},
+                 {label: labels.max || "max", stroke: "#8c959f", dash: [4, 4], value: value}],
         scales: {x: {time: true, range: range}},
-        axes: [{values: ticks}, {size: 50}]
+        axes: [{values: ticks},
+               {size: 60, values: function (u, splits) {
+                 return splits.map(function (v) { return number(v, unit); }); }}]
       }, [s.t, s.avg, s.min, s.max], box);
     });
   }
+});
+
+// A list's filter boxes suggest values as one types (a <datalist> the list page draws for
+// filters that have some: device names). Flask-Admin names each box "flt<n>_<filter>_<op>" and
+// draws the boxes when the page has loaded, and again as filters are added.
+window.addEventListener("load", function () {
+  "use strict";
+  var form = document.getElementById("filter_form");
+  var lists = document.querySelectorAll("datalist[data-filter-suggestions]");
+  if (!form || !lists.length) { return; }
+  function suggest() {
+    form.querySelectorAll("input.filter-val").forEach(function (input) {
+      lists.forEach(function (list) {
+        var key = list.getAttribute("data-filter-suggestions");
+        if (new RegExp("^flt\\d+_" + key + "_").test(input.name || "")) {
+          input.setAttribute("list", list.id);
+          input.setAttribute("autocomplete", "off");
+        }
+      });
+    });
+  }
+  suggest();
+  new MutationObserver(suggest).observe(form, {childList: true, subtree: true,
+                                               attributes: true, attributeFilter: ["name"]});
 });
 
 // A schedule form's next runs, previewed as one types: the server computes them with the same

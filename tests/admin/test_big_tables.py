@@ -36,9 +36,11 @@ def test_capped_count_respects_the_operators_scope(
     assert "List (1)" in client.get("/admin/readings/").get_data(as_text=True)
 
 
-def test_filter_by_device_id(client, login_as, admin, device, other_device):
+def test_filter_by_device_name(client, login_as, admin, device, other_device):
     factories.ReadingFactory(device=device, metric="mine")
     factories.ReadingFactory(device=other_device, metric="theirs")
     login_as(admin)
-    html = client.get(f"/admin/readings/?flt0_device_id_equals={device.id}").get_data(as_text=True)
+    html = client.get(f"/admin/readings/?flt0_device_devices_name_equals={device.name}").get_data(
+        as_text=True
+    )
     assert "mine" in html and "theirs" not in html

@@ -55,12 +55,14 @@ def test_each_row_links_to_its_details_and_back_to_the_filtered_list(
     commands = factories.CommandFactory.create_batch(3, device=device)
     factories.CommandFactory(device=other_device)
     login_as(admin)
-    page = client.get(f"/admin/commands/?flt0_device_id_equals={device.id}").get_data(as_text=True)
+    page = client.get(f"/admin/commands/?flt0_device_devices_name_equals={device.name}").get_data(
+        as_text=True
+    )
     links = details_links(page)
     assert [link["id"] for link in links] == [[str(c.id)] for c in reversed(commands)]
     back = urlsplit(links[0]["url"][0])
     assert back.path == "/admin/commands/"
-    assert parse_qs(back.query)["flt0_device_id_equals"] == [str(device.id)]
+    assert parse_qs(back.query)["flt0_device_devices_name_equals"] == [device.name]
 
 
 @pytest.mark.parametrize(
@@ -96,7 +98,9 @@ def test_writers_get_a_checkbox_per_row_readers_none(
 
 def test_an_empty_list_says_so(client, login_as, admin):
     login_as(admin)
-    page = client.get("/admin/commands/?flt0_device_id_equals=999999").get_data(as_text=True)
+    page = client.get("/admin/commands/?flt0_device_devices_name_equals=nothing-so-named").get_data(
+        as_text=True
+    )
     assert "There are no items in the table." in page
 
 

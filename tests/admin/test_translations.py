@@ -111,7 +111,7 @@ def test_a_browser_without_accept_language_gets_english(client, login_as, admin)
         ("/admin/", ["Befehle der letzten 24 Std.", "Handlungsbedarf", "Nie gesehen"]),
         ("/admin/devices/new/", ['value="Speichern"', "Abbrechen", "Beschreibung", "Eigentümer"]),
         ("/admin/schedules/", ["Zeitpläne", "Nächste Ausführung", "Jetzt ausführen"]),
-        ("/admin/commands/", ["Befehle", "Versuche", "Läuft ab", "Geräte-ID"]),
+        ("/admin/commands/", ["Befehle", "Versuche", "Läuft ab", "Gerätename"]),
         ("/admin/readings/", ["Messwerte", "Messgröße", "Wert", "Gemessen"]),
         ("/admin/users/", ["Benutzername", "Rolle", "Sprache", "Wie im Browser"]),
         ("/admin/tokens/", ["Tokens", "Bezeichnung", "Beginnt mit", "Widerrufen"]),

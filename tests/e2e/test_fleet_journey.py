@@ -2,6 +2,7 @@
 it up → the result shows on the page; bulk-disable schedules; screenshots for the README."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -104,6 +105,18 @@ def test_send_a_command_and_see_the_agents_result(page, live_app, live_server, t
     expect(page.get_by_test_id("commands-succeeded")).to_have_text("1")
     expect(page.get_by_test_id("scheduler-warning")).to_have_count(0)
     page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
+
+    page.get_by_test_id("devices-online-link").click()
+    expect(page).to_have_url(re.compile(r"/admin/devices/\?flt0_status_equals=online$"))
+    online = page.get_by_role("row").filter(has_text="pump-house")
+    expect(online.get_by_test_id("device-status")).to_have_text("online")
+
+    page.goto(f"{live_server}/admin/commands/")
+    page.get_by_role("link", name="Add Filter").click()
+    page.get_by_role("link", name="Device name").click()
+    name_box = page.locator("#filter_form input.filter-val").first
+    expect(name_box).to_have_attribute("list", "suggest-device_devices_name")
+    expect(page.locator("#suggest-device_devices_name option")).to_have_count(1)
 
 
 def test_bulk_disable_schedules(page, live_app, live_server):

@@ -7,6 +7,7 @@ Create Date: 2026-12-01 21:27:09.866133
 """
 from alembic import op
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 
 # revision identifiers, used by Alembic.
@@ -32,9 +33,9 @@ def upgrade():
     sa.Column('for_seconds', sa.Integer(), nullable=False),
     sa.Column('clear_value', sa.Double(), nullable=True),
     sa.Column('seconds', sa.Integer(), nullable=True),
-    sa.Column('on_raise', sa.JSON(), nullable=True),
-    sa.Column('on_clear', sa.JSON(), nullable=True),
-    sa.Column('notify', sa.JSON(), nullable=False),
+    sa.Column('on_raise', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=True),
+    sa.Column('on_clear', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=True),
+    sa.Column('notify', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.Column('pending_since', sa.DateTime(timezone=True), nullable=True),
     sa.Column('pending_value', sa.Double(), nullable=True),
     sa.Column('judged_until', sa.DateTime(timezone=True), nullable=True),
