@@ -460,15 +460,8 @@ def resolve(alert: Alert, now: datetime, actor: User | None = None) -> int:
     command): queue ``on_clear`` and the notifications, audit. Returns 1, or 0 when it was
     no longer open."""
     before = alert.state
-    result = db.session.execute(
-        update(_alerts)
-        .where(_alerts.c.id == alert.id, _alerts.c.state.in_([s.value for s in OPEN]))
-        .values(state=AlertState.resolved.value, resolved_at=now)
-    )
-    if cast(CursorResult[Any], result).rowcount != 1:
-        db.session.refresh(alert)
+    if not _close(alert, now):
         return 0
-    db.session.refresh(alert)
     command = _rule_command(alert.rule, alert.rule.on_clear, alert.device_id, now)
     if command is not None:
         alert.clear_command_id = command.id
@@ -481,6 +474,18 @@ def resolve(alert: Alert, now: datetime, actor: User | None = None) -> int:
     return 1
 
 
+def _close(alert: Alert, now: datetime) -> bool:
+    """Mark an open alert resolved (a conditional UPDATE: whoever closes it first wins) and
+    read it back; False when it was no longer open."""
+    result = db.session.execute(
+        update(_alerts)
+        .where(_alerts.c.id == alert.id, _alerts.c.state.in_([s.value for s in OPEN]))
+        .values(state=AlertState.resolved.value, resolved_at=now)
+    )
+    db.session.refresh(alert)
+    return cast(CursorResult[Any], result).rowcount == 1
+
+
 def resolve_open(rule: Rule, now: datetime, actor: User | None = None) -> int:
     """Resolve every open alert of a rule (it was disabled); no ``on_clear`` command: the
     condition did not clear. Returns how many."""
@@ -488,15 +493,9 @@ def resolve_open(rule: Rule, now: datetime, actor: User | None = None) -> int:
     for alert in db.session.execute(
         select(Alert).where(Alert.rule_id == rule.id, Alert.state.in_(OPEN))
     ).scalars():
-        result = db.session.execute(
-            update(_alerts)
-            .where(_alerts.c.id == alert.id, _alerts.c.state.in_([s.value for s in OPEN]))
-            .values(state=AlertState.resolved.value, resolved_at=now)
-        )
-        if cast(CursorResult[Any], result).rowcount != 1:
-            continue
         before = alert.state
-        db.session.refresh(alert)
+        if not _close(alert, now):
+            continue
         _notify(alert, notifications.ALERT_RESOLVED, now)
         audit.record(
             actor,
