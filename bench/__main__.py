@@ -9,6 +9,7 @@ from pathlib import Path
 from bench import report
 from bench.data import Sizes
 from bench.mqtt import MqttTiming
+from bench.retention import RetentionPlan
 from bench.rules import RulesPlan
 from bench.run import log, run_all
 from bench.scenarios import Timing
@@ -81,6 +82,25 @@ def parse(argv: list[str]) -> argparse.Namespace:
         default=rules.rounds,
         help="its rounds, each an upload of 100 without and one with the rules (--duration)",
     )
+    retention = RetentionPlan()
+    parser.add_argument(
+        "--retention-devices",
+        type=int,
+        default=retention.devices,
+        help="devices of the expired day purged while uploads run (0: leave it out)",
+    )
+    parser.add_argument(
+        "--retention-minutes",
+        type=int,
+        default=retention.minutes,
+        help="readings per device in that day (one a minute)",
+    )
+    parser.add_argument(
+        "--retention-batch",
+        type=int,
+        default=retention.batch,
+        help="readings per upload request while it is purged",
+    )
     parser.add_argument("--results-dir", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument(
         "--chart",
@@ -124,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
         args.baseline_seconds,
         mqtt_timing=mqtt,
         rules_plan=RulesPlan(args.rules, args.rules_rounds),
+        retention_plan=RetentionPlan(
+            args.retention_devices, args.retention_minutes, args.retention_batch
+        ),
     )
     results["budgets"] = report.budgets(results)
     print(report.render(results))

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import mqtt as bench_mqtt
+from bench import retention as bench_retention
 from bench import rules as bench_rules
 from bench import scenarios as sc
 from bench import seed
@@ -33,6 +34,7 @@ def run_all(
     workdir: Path | None = None,
     mqtt_timing: bench_mqtt.MqttTiming | None = None,
     rules_plan: bench_rules.RulesPlan | None = None,
+    retention_plan: bench_retention.RetentionPlan | None = None,
 ) -> dict:
     """Run every scenario; return the results (figures only; budgets are judged in report)."""
     with tempfile.TemporaryDirectory(prefix="portal-bench-", dir=workdir) as tmp:
@@ -75,6 +77,7 @@ def run_all(
                     results,
                     mqtt_timing,
                     rules_plan,
+                    retention_plan,
                 )
             except Exception as exc:  # keep the other database's figures; report the failure
                 log(f"{kind}: FAILED: {exc.__class__.__name__}: {exc}")
@@ -96,6 +99,7 @@ def _one_database(
     results: dict,
     mqtt_timing: bench_mqtt.MqttTiming | None = None,
     rules_plan: bench_rules.RulesPlan | None = None,
+    retention_plan: bench_retention.RetentionPlan | None = None,
 ) -> None:
     instance = work / f"instance-{kind}"
     made: list[seed.Database] = []
@@ -150,6 +154,9 @@ def _one_database(
                 sc.page_scenario(server, cookie, "/admin/devices/details/?id=1&range=7d", timing),
                 path="/admin/devices/details/?id=1&range=7d",
             )
+            live = sc.live_scenario(server, large, cookie, "/admin/live/", timing)
+            for state, figures in live.items():
+                add(f"dashboard_live_{state}", figures, path="/admin/live/")
             if rules_plan is not None and rules_plan.count:
                 # Last: the commands its alerts queue must not fill the queues others poll.
                 log(f"{kind}: upload of 100 with 0 and {rules_plan.count:,} threshold rules")
@@ -160,6 +167,19 @@ def _one_database(
                 add("upload_100_rules", with_rules)
                 info["rules_seconds"] = with_rules["scenario_seconds"]
                 log(f"{kind}: rules took {info['rules_seconds']:.0f} s; {with_rules['outcome']}")
+            if retention_plan is not None and retention_plan.devices:
+                # Last on this server: it adds a day of readings (and purges it).
+                log(f"{kind}: upload of {retention_plan.batch} while a day of readings is purged")
+                quiet, during = bench_retention.run_scenario(
+                    server, large, tokens_file, timing, retention_plan, sizes.devices, now, instance
+                )
+                add("upload_retention_quiet", quiet)
+                add("upload_retention_purge", during)
+                purge = during["purge"]
+                log(
+                    f"{kind}: purged {purge['purged']:,} of {purge['rows']:,} readings in "
+                    f"{purge['seconds']:.1f} s, {purge['passes']} pass(es); {purge['left']} left"
+                )
             info["worker_rss_mib"] = server.max_rss_mib()
         small_env = {**env, "PORTAL_DATABASE_URL": small.url}
         with Gunicorn("wsgi:app", small_env, workers, work / f"small-{kind}.log") as server:

@@ -152,6 +152,44 @@ def page_scenario(server: Gunicorn, cookie: str, path: str, timing: Timing) -> d
     return measured(server, load, timing, None)
 
 
+# Open dashboards whose pollers the live figures are scaled to, and how often each asks.
+LIVE_DASHBOARDS = 100
+LIVE_SECONDS = 5
+
+
+def live_scenario(
+    server: Gunicorn, database: Database, cookie: str, path: str, timing: Timing
+) -> dict:
+    """A live part's poller (portal/admin/live.py), answered 204 while nothing changed
+    ("quiet") and with the whole part ("changed"); and what LIVE_DASHBOARDS open pages,
+    each polling every LIVE_SECONDS, cost the server at those figures (CPU share of one
+    core, the database's included on PostgreSQL)."""
+    headers = {"Cookie": cookie, "User-Agent": USER_AGENT, "HX-Request": "true"}
+    first = requests.get(
+        server.url + path,
+        headers={**headers, "X-Portal-Live-Version": ""},
+        allow_redirects=False,
+        timeout=60,
+    )
+    if first.status_code != 200:
+        raise RuntimeError(f"GET {path} answered {first.status_code}")
+    version = first.headers["X-Portal-Live-Version"]
+    figures = {}
+    for name, sent in (("quiet", version), ("changed", "")):
+        load = Load(
+            server.url + path,
+            "page.lua",
+            (cookie, USER_AGENT, sent),
+            connections=timing.page_connections,
+            seconds=timing.page_seconds,
+        )
+        found = measured(server, load, timing, database)
+        per_request = found["cpu_ms_per_req"] + found.get("db_cpu_ms_per_req", 0.0)
+        found["core_share_100"] = LIVE_DASHBOARDS / LIVE_SECONDS * per_request / 1000
+        figures[name] = found
+    return figures
+
+
 # ---- measuring ---------------------------------------------------------------------------------
 def measured(server: Gunicorn, load: Load, timing: Timing, database: Database | None) -> dict:
     """Warm up, then run ``load`` once and add the server's CPU time per request."""

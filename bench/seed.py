@@ -87,6 +87,7 @@ def seed(database: Database, sizes: Sizes, now: datetime, instance_dir: Path) ->
     """Create the schema and bulk-insert the data set; return the clear device tokens."""
     from portal import create_app
     from portal.extensions import db
+    from portal.services.rollups import rebuild_rollups
     from portal.services.users import create_user
 
     tokens = data.device_tokens(sizes.devices)
@@ -122,6 +123,9 @@ def seed(database: Database, sizes: Sizes, now: datetime, instance_dir: Path) ->
         with db.engine.begin() as connection:
             for index in indexes:
                 index.create(connection)
+        # Ingest keeps the roll-ups; a bulk load goes past it, so it is summarised once here.
+        rebuild_rollups()
+        db.session.commit()
         if database.kind == "postgresql":
             # What autovacuum does soon after a bulk load: statistics for the planner, and the
             # visibility map that lets a covering index answer without reading the table.

@@ -39,6 +39,9 @@ DEFAULTS: dict[str, Any] = {
     "RATELIMIT_ENABLED": True,
     # Devices count as online when heard from within this window.
     "DEVICE_ONLINE_SECONDS": 300,
+    # Open dashboards, device pages and device lists refresh their live parts this often;
+    # 0 = never (pages then change only when reloaded).
+    "LIVE_SECONDS": 5,
     "COMMAND_LEASE_SECONDS": 60,
     "COMMAND_MAX_ATTEMPTS": 5,
     "COMMAND_DEFAULT_EXPIRES_IN": 3600,
@@ -49,6 +52,15 @@ DEFAULTS: dict[str, Any] = {
     # Whom two-factor login is required of: none, admin or all.
     "REQUIRE_2FA": "none",
     "SCHEDULER_INTERVAL_SECONDS": 10,
+    # Retention, in days (0 = keep forever); the scheduler pass deletes what is older.
+    # Readings: a quarter of raw history is what charts and rules look at; roll-ups keep longer.
+    "READINGS_RETENTION_DAYS": 90,
+    # Ended commands only (never queued or delivered ones): half a year of "what ran when".
+    "COMMANDS_RETENTION_DAYS": 180,
+    # Audit entries: two years, the span audits and incident reviews usually ask about.
+    "AUDIT_RETENTION_DAYS": 730,
+    # Hourly and daily roll-ups of readings: two years of long-range charts and summaries.
+    "ROLLUP_RETENTION_DAYS": 730,
     "SQLITE_BUSY_TIMEOUT_MS": 10000,
     # Behind a reverse proxy: how many proxies in front set X-Forwarded-For/-Proto/-Host
     # (Werkzeug's ProxyFix); 0 trusts none, so a client cannot fake its address.
@@ -89,11 +101,22 @@ INT_SETTINGS = (
     "SQLITE_BUSY_TIMEOUT_MS",
 )
 
+# Whole numbers where 0 means "off" or "forever".
+ZERO_OR_MORE_SETTINGS = ("LIVE_SECONDS",)
+
 TRANSLATIONS = Path(__file__).parent / "translations"
 SOURCE_LANGUAGE = "en"  # the language the portal is written in: it needs no catalogue
 
 
 RATE_LIMIT_SETTINGS = ("LOGIN_LIMIT", "BAD_TOKEN_LIMIT")
+# Days, 0 = forever; at most a century, so ``now - days`` stays a date.
+RETENTION_SETTINGS = (
+    "READINGS_RETENTION_DAYS",
+    "COMMANDS_RETENTION_DAYS",
+    "AUDIT_RETENTION_DAYS",
+    "ROLLUP_RETENTION_DAYS",
+)
+MAX_RETENTION_DAYS = 36500
 BOOLEAN_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
@@ -163,14 +186,18 @@ def _secret_key(app: Flask) -> None:
 
 
 def _validate(app: Flask) -> None:
-    for name in INT_SETTINGS:
-        value = app.config[name]
-        try:
-            app.config[name] = int(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"PORTAL_{name} must be an integer, got {value!r}") from None
-        if app.config[name] <= 0:
-            raise ConfigError(f"PORTAL_{name} must be positive, got {value!r}")
+    for names, least in ((INT_SETTINGS, 1), (ZERO_OR_MORE_SETTINGS, 0)):
+        for name in names:
+            value = app.config[name]
+            try:
+                app.config[name] = int(value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"PORTAL_{name} must be an integer, got {value!r}") from None
+            if app.config[name] < least:
+                word = "positive" if least else "0 or more"
+                raise ConfigError(f"PORTAL_{name} must be {word}, got {value!r}")
+    for name in RETENTION_SETTINGS:
+        app.config[name] = _retention_days(name, app.config[name])
     if app.config["SESSION_COOKIE_SAMESITE"] not in ("Lax", "Strict", "None"):
         raise ConfigError("PORTAL_SESSION_COOKIE_SAMESITE must be Lax, Strict or None")
     app.config["LANGUAGES"] = _languages(app.config["LANGUAGES"])
@@ -193,6 +220,21 @@ def _validate(app: Flask) -> None:
             raise ConfigError(
                 f"PORTAL_{name} must be a rate limit such as '10 per 15 minutes', got {value!r}"
             ) from None
+
+
+def _retention_days(name: str, value: Any) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not 0 <= value <= MAX_RETENTION_DAYS
+    ):
+        raise ConfigError(
+            f"PORTAL_{name} must be a whole number of days from 0 (keep forever) to "
+            f"{MAX_RETENTION_DAYS}, got {value!r}"
+        )
+    return value
 
 
 def _languages(value: Any) -> list[str]:

@@ -8,6 +8,7 @@ from datetime import timedelta
 from flask import Flask, Request, current_app, request, session
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
+from portal.admin.live import is_live_poll
 from portal.extensions import db
 from portal.models import User
 from portal.services import sessions
@@ -33,12 +34,14 @@ def load_user(user_id: str) -> User | None:
     if not user_id.isdigit() or not isinstance(key, str):
         return None
     config = current_app.config
+    # A page's poller is not the person: it must not keep an idle session alive.
     user, touched = sessions.user_for_session(
         int(user_id),
         key,
         idle=timedelta(minutes=config["SESSION_IDLE_MINUTES"]),
         max_age=timedelta(hours=config["SESSION_MAX_HOURS"]),
         touch_seconds=config["TOKEN_TOUCH_SECONDS"],
+        touch=not is_live_poll(),
     )
     if touched:
         # Loaded before the view changes anything, so this commits only the touch.

@@ -8,6 +8,7 @@ from flask_admin.theme import Bootstrap4Theme
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
+from portal.admin.live import live_answer, live_poller, login_redirect
 from portal.extensions import db
 from portal.models import (
     Alert,
@@ -29,15 +30,21 @@ class PortalIndexView(AdminIndexView):
         return current_user.is_authenticated
 
     def inaccessible_callback(self, name, **kwargs):
-        from flask import redirect, request, url_for
-
-        return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+        return login_redirect()
 
     @expose("/")
     def index(self):
         from portal.admin.dashboard import dashboard_context
 
         return self.render("admin/dashboard.html", **dashboard_context(current_user))
+
+    @expose("/live/")
+    def live_view(self):
+        """The dashboard's live part, for its poller (portal/admin/live.py)."""
+        from portal.admin.dashboard import dashboard_context
+
+        context = dashboard_context(current_user)
+        return live_answer([self.render("admin/parts/dashboard.html", **context)])
 
 
 def init_admin(app: Flask) -> Admin:
@@ -55,6 +62,7 @@ def init_admin(app: Flask) -> Admin:
     from portal.headers import csp_nonce
 
     app.add_template_filter(localtime, "localtime")
+    app.add_template_global(live_poller, "live_poller")
 
     @app.before_request
     def refuse_unsafe_return_url():

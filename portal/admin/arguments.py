@@ -11,8 +11,11 @@ past the end is an empty page, a bad form field gets an error.
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
@@ -154,3 +157,75 @@ def unsafe_return_url(values: Iterable[str]) -> bool:
     """Whether a ``url`` argument (where Flask-Admin returns after a form or action) holds a
     control character: it would become a ``Location`` header, which may not hold one."""
     return any(not ch.isprintable() for value in values for ch in value)
+
+
+# ---- the key of a keyset page (portal/admin/keyset.py) -----------------------------------------
+LIST_END = "end"  # ``before=end``: the page at the end of the list
+
+
+@dataclass(frozen=True)
+class ListKey:
+    """Where a keyset page starts: the rows after (or before) the row of this id and sort value
+    in the list's order; with no id, the rows before the end (the last page)."""
+
+    after: bool
+    id: int | None = None
+    value: Any = None
+
+
+def list_key(text: str, after: bool, sort_column: Any, id_column: Any) -> ListKey:
+    """The key ``text`` (an ``after`` or ``before`` URL argument) names: ``ID`` when the list is
+    sorted by id, else ``ID:VALUE`` (the row's id, then its sort value as ``key_text`` writes it).
+    ValueError when it is no key of this sort column: a value the database could not compare
+    is refused here, like a junk filter value."""
+    if not after and text == LIST_END:
+        return ListKey(after=False)
+    by_id = sort_column is id_column
+    head, sep, tail = text.partition(":")
+    key = row_key(head, id_column)
+    if key is None or (by_id and sep) or (not by_id and not sep):
+        raise ValueError("not a key of this list")
+    return ListKey(after, key, key if by_id else sort_value(tail, sort_column))
+
+
+def sort_value(text: str, column: Any) -> Any:
+    """``text`` as a value of ``column`` (the inverse of ``key_text``); ValueError if none."""
+    kind = python_type(column)
+    if issubclass(kind, enum.Enum):
+        return kind(text)
+    if kind is datetime:
+        try:
+            return datetime.fromisoformat(text).astimezone(UTC)  # naive: taken as UTC
+        except OverflowError:  # a zone that moves year 1 back past the first instant
+            raise ValueError("no instant") from None
+    if kind is float:
+        value = float(text)
+        if not math.isfinite(value):
+            raise ValueError("not a finite number")
+        return value
+    if kind is int:
+        number = row_key(text, column)
+        if number is None:
+            raise ValueError("not an integer of this column")
+        return number
+    if kind is str and not holds_nul(text):
+        return text
+    raise ValueError("not a value of this column")
+
+
+def python_type(column: Any) -> type:
+    """The Python type of ``column``'s values (a TypeDecorator's is its underlying type's)."""
+    return getattr(column.type, "impl_instance", column.type).python_type
+
+
+def key_text(row_id: int, value: Any, by_id: bool) -> str:
+    """A row's key as ``list_key`` reads it (datetimes in UTC, floats exactly)."""
+    if by_id:
+        return str(row_id)
+    if isinstance(value, enum.Enum):
+        value = value.value
+    elif isinstance(value, datetime):
+        value = value.astimezone(UTC).isoformat()
+    elif isinstance(value, float):
+        value = repr(value)
+    return f"{row_id}:{value}"

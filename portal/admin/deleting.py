@@ -1,9 +1,11 @@
 """The admin's safe delete: a page that says what goes with each object before it goes.
 
-As in Django's admin, the row's delete button opens ``GET <view>/delete/?id=N`` and the list's
-bulk "Delete" opens the same page for the selected rows (``?id=1&id=2…``): each object with
-what its delete removes (``services.deletes.preview``), then "Yes, delete" (a POST of the same
-ids with the CSRF token) or "No, take me back". It works without JavaScript.
+As in Django's admin, the row's delete button and the "Delete" of a details or edit page open
+``GET <view>/delete/?id=N``, and the list's bulk "Delete" opens the same page for the selected
+rows (``?id=1&id=2…``): each object with what its delete removes (``services.deletes.preview``),
+then "Yes, delete" (a POST of the same ids with the CSRF token) or "No, take me back". It works
+without JavaScript. Nothing else deletes: Flask-Admin's own bulk "delete" action, which deleted
+at once, is disallowed.
 """
 
 from __future__ import annotations
@@ -56,6 +58,9 @@ class SafeDeleteMixin:
     get_url: Callable[..., str]
     can_delete: bool
 
+    # Flask-Admin's bulk "delete" deleted the selected rows at once, with no page before it.
+    action_disallowed_list = ["delete"]
+
     @expose("/delete/", methods=("GET", "POST"))
     def delete_view(self):
         return_url = get_redirect_target() or self.get_url(".index_view")
@@ -80,6 +85,7 @@ class SafeDeleteMixin:
             plans=plans,
             refused=refused,
             return_url=return_url,
+            back_url=get_redirect_target("back") or return_url,
             group_label=group_label,
             cap=format_decimal(deletes.COUNT_CAP),
             capped=any(group.more for _, plan in plans for group in plan.dependents),
@@ -110,8 +116,19 @@ class SafeDeleteMixin:
                 "success",
             )
 
-    # The list's "Delete" shows the page first. The "delete" action, left out of the list's
-    # menu, still deletes at once: a script (or an open old page) may post it with its token.
+    def may_delete(self, row: Any) -> bool:
+        """Whether the user may delete ``row``: the "Delete" of its details and edit pages."""
+        if not self.can_delete:
+            return False
+        try:
+            deletes.check_delete(current_user, row)
+        except (Forbidden, NotFound):
+            return False
+        except DomainError:  # it cannot go yet (a user who owns devices): the page says why
+            pass
+        return True
+
+    # The list's "Delete" shows the page first.
     @action("review_delete", _l("Delete"))
     def action_review_delete(self, ids):
         chosen = [row.id for row in self.selected(ids)]
@@ -119,14 +136,6 @@ class SafeDeleteMixin:
             return None
         url = get_redirect_target() or self.get_url(".index_view")
         return redirect(self.get_url(".delete_view", id=chosen, url=url))
-
-    @action("delete", _l("Delete"))
-    def action_delete(self, ids):
-        self._delete_rows(self.selected(ids))
-
-    def get_actions_list(self):
-        actions, confirmations = super().get_actions_list()  # type: ignore[misc]
-        return [item for item in actions if item[0] != "delete"], confirmations
 
     def is_action_allowed(self, name: str) -> bool:
         if name == "review_delete" and not self.can_delete:

@@ -14,7 +14,7 @@ from flask_wtf import FlaskForm
 from markupsafe import Markup
 from sqlalchemy import select
 from wtforms import BooleanField, IntegerField, StringField, TextAreaField
-from wtforms.validators import InputRequired, Length
+from wtforms.validators import InputRequired, Length, Optional
 
 from portal.admin.alerts import alert_value, severity_badge, state_badge
 from portal.admin.base import (
@@ -27,6 +27,7 @@ from portal.admin.base import (
     show_token_once,
     viewer_zone,
 )
+from portal.admin.live import live_answer, live_poller
 from portal.admin.onboarding import connect_panel, remember_token
 from portal.admin.records import drop_repeated_errors
 from portal.admin.rules import rule_states
@@ -52,18 +53,27 @@ from portal.services.fleet import (
     device_status_condition,
 )
 
-EDITABLE = ("name", "kind", "location", "description", "enabled")
+EDITABLE = ("name", "kind", "location", "description", "enabled", "readings_retention_days")
 STATUS_NAMES = {"online": _l("online"), "stale": _l("stale"), "never": _l("never")}
 STATUS_TONES = {"online": "success", "stale": "warning", "never": "secondary"}
 
 
+def status_cell(device: Device) -> Markup:
+    """The device's status by the dashboard's rule (fleet.device_status), in the element the
+    device list's poller keeps live."""
+    status = device_status(device, utcnow(), current_app.config["DEVICE_ONLINE_SECONDS"])
+    return Markup(
+        '<span id="device-status-%d"><span class="badge badge-%s" data-testid="device-status">'
+        "%s</span></span>"
+    ) % (device.id, STATUS_TONES[status], STATUS_NAMES[status])
+
+
 def _status_badge(view, context, model, name) -> Markup:
-    """The device's status by the dashboard's rule (fleet.device_status)."""
-    status = device_status(model, utcnow(), current_app.config["DEVICE_ONLINE_SECONDS"])
-    return Markup('<span class="badge badge-%s" data-testid="device-status">%s</span>') % (
-        STATUS_TONES[status],
-        STATUS_NAMES[status],
-    )
+    return status_cell(model)
+
+
+# The most rows a device list's poller asks about (the largest page size, with room).
+LIVE_STATUS_ROWS = 500
 
 
 def _name_link(view, context, model, name) -> Markup:
@@ -159,17 +169,10 @@ def device_rules(device: Device) -> list[tuple[Rule, Markup]]:
     return [(rule, rule_state_badge(*states[rule.id])) for rule in found]
 
 
-def device_page_context(
-    device: Device, range_key: str, command_form: SendCommandForm | None = None
-) -> dict:
+def device_live_context(device: Device) -> dict:
+    """What the device page's live parts show (portal/templates/admin/parts/device_*.html):
+    its status and connection, its last commands, its alerts."""
     now = utcnow()
-    schedules = (
-        db.session.execute(
-            select(Schedule).where(Schedule.device_id == device.id).order_by(Schedule.name)
-        )
-        .scalars()
-        .all()
-    )
     commands = (
         db.session.execute(
             select(Command)
@@ -181,7 +184,34 @@ def device_page_context(
         .all()
     )
     return {
+        "model": device,
         "status": device_status(device, now, current_app.config["DEVICE_ONLINE_SECONDS"]),
+        "commands": commands,
+        "may_change": access.may_change_device(current_user, device),
+        "mqtt": mqtt_context(device),
+        "device_alerts": device_alerts(device),
+        "alert_state": state_badge,
+        "alert_value": alert_value,
+        "severity_badge": severity_badge,
+    }
+
+
+LIVE_PARTS = ("device_summary", "device_commands", "device_alerts")
+
+
+def device_page_context(
+    device: Device, range_key: str, command_form: SendCommandForm | None = None
+) -> dict:
+    now = utcnow()
+    schedules = (
+        db.session.execute(
+            select(Schedule).where(Schedule.device_id == device.id).order_by(Schedule.name)
+        )
+        .scalars()
+        .all()
+    )
+    return {
+        **device_live_context(device),
         "schedules": [
             (
                 s,
@@ -190,26 +220,20 @@ def device_page_context(
             )
             for s in schedules
         ],
-        "commands": commands,
         "history": object_history(device, 20),
         "chart": reading_series(device.id, range_key, now),
         "ranges": list(RANGES),
         "command_form": command_form or SendCommandForm(formdata=None),
-        "may_change": access.may_change_device(current_user, device),
         "viewer_zone": str(viewer_zone()),  # the chart's time axis is in it too
-        "mqtt": mqtt_context(device),
         "connect": connect_panel(device),
-        "device_alerts": device_alerts(device),
         "device_rules": device_rules(device),
-        "alert_state": state_badge,
-        "alert_value": alert_value,
-        "severity_badge": severity_badge,
         "describe": rules.describe,
     }
 
 
 class DeviceView(OwnerFormMixin, SecureModelView):
     device_column = "id"
+    list_template = "admin/device_list.html"
     column_list = (
         "name",
         "status",
@@ -280,7 +304,14 @@ class DeviceView(OwnerFormMixin, SecureModelView):
         ("owner", "owner.username"),
     )
     column_default_sort = ("name", False)
-    form_columns = ("name", "kind", "location", "description", "enabled")
+    form_columns = (
+        "name",
+        "kind",
+        "location",
+        "description",
+        "enabled",
+        "readings_retention_days",
+    )
     details_template = "admin/device_details.html"
     form_extra_fields = {
         "name": StringField(_l("Name"), validators=[InputRequired(), Length(max=100)]),
@@ -293,6 +324,12 @@ class DeviceView(OwnerFormMixin, SecureModelView):
         "location": StringField(_l("Location"), validators=[Length(max=200)]),
         "description": TextAreaField(_l("Description"), validators=[Length(max=5000)]),
         "enabled": BooleanField(_l("Enabled"), default=True),
+        # The range is the service's check (services/retention.check_days).
+        "readings_retention_days": IntegerField(
+            _l("Keep readings (days)"),
+            validators=[Optional()],
+            description=_l("Empty: the installation's default. 0: keep them forever."),
+        ),
     }
 
     def create_form(self, obj=None):
@@ -332,7 +369,33 @@ class DeviceView(OwnerFormMixin, SecureModelView):
             return self.get_url(".details_view", id=model.id)
         return super().get_save_return_url(model, is_created)
 
+    @expose("/live/")
+    def live_view(self):
+        """The device page's live parts, for its poller (portal/admin/live.py)."""
+        device = self.get_one(request.args.get("id"))
+        context = device_live_context(device)
+        parts = [self.render(f"admin/parts/{name}.html", **context) for name in LIVE_PARTS]
+        # A page that shows the "connect it" panel asks to hear when the device reports.
+        connected = request.args.get("connect") == "1" and device.last_seen_at is not None
+        parts.append(
+            self.render("admin/parts/device_connected.html", **context) if connected else ""
+        )
+        return live_answer(parts)
+
+    @expose("/live-status/")
+    def live_status_view(self):
+        """The status cells of the listed devices in the user's reach, for the list's poller."""
+        ids = request.args.get("ids", "").split(",")[:LIVE_STATUS_ROWS]
+        found = sorted(self.selected(ids), key=lambda device: device.id)
+        return live_answer([status_cell(device) for device in found])
+
     def render(self, template, **kwargs):
+        if template == self.list_template and "data" in kwargs:
+            ids = [device.id for device in kwargs["data"]]
+            kwargs["status_poller"] = live_poller(
+                self.get_url(".live_status_view", ids=",".join(map(str, ids))),
+                [f"device-status-{i}" for i in ids],
+            )
         if template == self.details_template and "model" in kwargs:
             kwargs.update(
                 device_page_context(

@@ -15,6 +15,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, NumberRange, Optional
 
 from portal.admin.base import SecureModelView, form_data, show_token_once
+from portal.admin.keyset import KeysetListMixin
 from portal.extensions import db
 from portal.i18n import language_choices
 from portal.models import Role, User
@@ -234,9 +235,12 @@ def _short(value) -> str:
     return text if len(text) <= 80 else text[:77] + "…"
 
 
-class AuditView(SecureModelView):
+class AuditView(KeysetListMixin, SecureModelView):
     admin_only = True
     supports_create = supports_edit = supports_delete = False
+    # It grows with every change: paged by key, counted up to a cap (portal/admin/keyset.py).
+    simple_list_pager = True
+    count_cap = 10_000
     column_list = (
         "created_at",
         "actor_name",
@@ -263,6 +267,8 @@ class AuditView(SecureModelView):
     }
     column_searchable_list = ("actor_name", "object_repr")
     column_filters = ("action", "object_type", "object_id", "actor_name", "via", "created_at")
+    # Only orders an index serves, so every page is a range read (portal/admin/keyset.py).
+    column_sortable_list = ("created_at",)
     column_default_sort = ("id", True)
     column_formatters = {"changes": _changes}
     column_formatters_export = {"changes": lambda v, c, m, n: m.changes}

@@ -7,6 +7,7 @@ import json
 from flask import flash, url_for
 from flask_admin.actions import action
 from flask_admin.contrib.sqla.fields import QuerySelectField
+from flask_admin.contrib.sqla.filters import FilterEqual
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
@@ -16,7 +17,9 @@ from sqlalchemy.orm import selectinload
 from wtforms import IntegerField, StringField
 from wtforms.validators import DataRequired, InputRequired
 
+from portal.admin.arguments import RefusesJunk
 from portal.admin.base import JSONObjectField, SecureModelView, form_data
+from portal.admin.keyset import KeysetListMixin
 from portal.extensions import db
 from portal.models import Alert, Command, CommandSource, Device, Rule
 from portal.services import access, rules
@@ -46,6 +49,7 @@ def pretty_json(value) -> Markup:
 
 
 def device_link(device: Device | None) -> Markup:
+    """The device's name, linked to its page."""
     if device is None:
         return Markup("—")
     url = url_for("devices.details_view", id=device.id)
@@ -112,11 +116,36 @@ def _status_badge(view, context, model, name):
 SUGGESTED_DEVICE_NAMES = 1000
 
 
+class DeviceNameEqual(RefusesJunk, FilterEqual):
+    """The filter "device name equals" as a condition on the row's own device column:
+    ``device_id = (the id of the device of that name)``. Through Flask-Admin's join PostgreSQL
+    could not tell how many rows the device has, and read every one of them to sort them (a
+    busy device's pages cost as much as its rows after the page); against the column it reads
+    the (device_id, id) index in order, a page's worth."""
+
+    def apply(self, query, value, alias=None):
+        device = select(Device.id).where(Device.name == value).scalar_subquery()
+        return query.filter(self.column == device)
+
+
 class DeviceNameMixin:
     """Load each row's device name with a second small query instead of a join, so a deep
-    page does not join devices for every row the OFFSET skips."""
+    page does not join devices for every row the OFFSET skips; filter by a device's name
+    without a join either (DeviceNameEqual)."""
 
     column_auto_select_related = False
+    device_column: str
+
+    def scaffold_filters(self, name):
+        found = super().scaffold_filters(name)
+        if name != "device.name" or not found:
+            return found
+        return [self._by_device_column(f) if isinstance(f, FilterEqual) else f for f in found]
+
+    def _by_device_column(self, found: FilterEqual) -> DeviceNameEqual:
+        equal = DeviceNameEqual(getattr(self.model, self.device_column), found.name)
+        equal.url_name = getattr(found, "url_name", found.name)  # links name it so already
+        return equal
 
     def get_query(self):
         return (
@@ -138,7 +167,11 @@ class DeviceNameMixin:
         return {"device_devices_name": list(db.session.scalars(names))}
 
 
-class CommandView(DeviceNameMixin, SecureModelView):
+def _device_cell(view, context, model, name) -> Markup:
+    return device_link(model.device)
+
+
+class CommandView(KeysetListMixin, DeviceNameMixin, SecureModelView):
     device_column = "device_id"
     simple_list_pager = True
     count_cap = 10_000
@@ -183,12 +216,15 @@ class CommandView(DeviceNameMixin, SecureModelView):
         "schedule_id",
     )
     column_searchable_list = ("action",)
-    column_sortable_list = ("id", "action", "status", "created_at", "expires_at", "attempts")
+    # Only orders an index serves, so every page is a range read (portal/admin/keyset.py);
+    # the filters pick a status or an action.
+    column_sortable_list = ("id", "created_at")
     column_default_sort = ("id", True)
-    column_formatters = {"status": _status_badge}
+    column_formatters = {"status": _status_badge, "device": _device_cell}
+    column_formatters_export: dict = {}  # plain values in a CSV, not the page's markup
     column_formatters_detail = {
         "status": _status_badge,
-        "device": lambda v, c, m, n: device_link(m.device),
+        "device": _device_cell,
         "schedule": _schedule_link,
         "source": _source,
         "payload": lambda v, c, m, n: pretty_json(m.payload),
@@ -271,17 +307,24 @@ class CommandView(DeviceNameMixin, SecureModelView):
         flash(_("%(num)d command(s) cancelled.", num=done), "success")
 
 
-class ReadingView(DeviceNameMixin, SecureModelView):
+class ReadingView(KeysetListMixin, DeviceNameMixin, SecureModelView):
     device_column = "device_id"
     simple_list_pager = True
     count_cap = 10_000
     supports_create = supports_edit = supports_delete = False
-    can_view_details = False
+    details_template = "admin/reading_details.html"
     column_list = ("id", "device", "metric", "value", "recorded_at")
+    column_details_list = column_list
     column_export_list = column_list
     column_filters = ("device.name", "metric", "recorded_at")
-    column_sortable_list = ("id", "metric", "value", "recorded_at")
-    column_default_sort = ("id", True)
+    # Only orders an index serves (see CommandView); the filters pick a metric. Newest
+    # measured first: on PostgreSQL the readings are partitioned by that time, so a page reads
+    # the newest day's partition alone, where an order by id would merge every day's.
+    column_sortable_list = ("id", "recorded_at")
+    column_default_sort = ("recorded_at", True)
+    column_formatters = {"device": _device_cell}
+    column_formatters_export: dict = {}  # plain values in a CSV, not the page's markup
+    column_formatters_detail = {"device": _device_cell}
     column_labels = {
         "id": _l("ID"),
         "device": _l("Device"),

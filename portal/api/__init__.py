@@ -20,6 +20,7 @@ def init_api(app: Flask) -> None:
         devices,
         docs,
         openapi,
+        rollups,
         rules,
         schedules,
     )

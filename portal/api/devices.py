@@ -65,6 +65,7 @@ def create_device(user: User, body: DeviceIn):
         location=body.location,
         description=body.description,
         enabled=body.enabled,
+        readings_retention_days=body.readings_retention_days,
     )
     return DeviceWithTokenOut.with_token(device, token), 201
 
@@ -84,7 +85,8 @@ def show_device(user: User, device_id: int):
     errors=(409,),
 )
 def change_device(user: User, device_id: int, body: DevicePatch):
-    """Only the fields sent change; ``owner`` (a user name) is for admins."""
+    """Only the fields sent change; ``owner`` (a user name) is for admins;
+    ``readings_retention_days`` null goes back to the installation's default."""
     device = get_device_for(user, device_id, for_change=True)
     fields = patch_fields(body, NOT_NULL, ("owner",))
     return DeviceOut.of(devices.update_device(user, device, **fields))

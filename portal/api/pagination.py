@@ -53,21 +53,36 @@ def decode_id_cursor(cursor: str | None) -> int | None:
     return _id(values[0])
 
 
+def _instant(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise InvalidInput(fields={"cursor": BAD_CURSOR})
+    try:
+        at = datetime.fromisoformat(value)
+        if at.tzinfo is None:
+            raise ValueError("naive")
+        return at.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise InvalidInput(fields={"cursor": BAD_CURSOR}) from None
+
+
 def decode_time_cursor(cursor: str | None) -> tuple[datetime, int] | None:
     """``(time, id)`` of the last row shown, for lists newest first."""
     if cursor is None:
         return None
     values = _decode(cursor)
-    if len(values) != 2 or not isinstance(values[0], str):
+    if len(values) != 2:
         raise InvalidInput(fields={"cursor": BAD_CURSOR})
-    try:
-        at = datetime.fromisoformat(values[0])
-        if at.tzinfo is None:
-            raise ValueError("naive")
-        at = at.astimezone(UTC)
-    except (ValueError, OverflowError):
-        raise InvalidInput(fields={"cursor": BAD_CURSOR}) from None
-    return at, _id(values[1], MAX_BIG_ID)
+    return _instant(values[0]), _id(values[1], MAX_BIG_ID)
+
+
+def decode_instant_cursor(cursor: str | None) -> datetime | None:
+    """The time of the last row shown, for series oldest first keyed by time alone."""
+    if cursor is None:
+        return None
+    values = _decode(cursor)
+    if len(values) != 1:
+        raise InvalidInput(fields={"cursor": BAD_CURSOR})
+    return _instant(values[0])
 
 
 def page(

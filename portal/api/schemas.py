@@ -13,6 +13,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
 
+from portal.config import MAX_RETENTION_DAYS
 from portal.models import (
     AlertState,
     Command,
@@ -177,6 +178,12 @@ class ResultOut(Out):
 # ---- devices -----------------------------------------------------------------------------
 
 
+RETENTION_DAYS = (
+    f"How many days the device's readings are kept: 0 = forever, at most {MAX_RETENTION_DAYS};"
+    " null = the installation's default (PORTAL_READINGS_RETENTION_DAYS, 90 unless set)."
+)
+
+
 class DeviceIn(Body):
     name: Text
     kind: Text | None = None
@@ -186,6 +193,7 @@ class DeviceIn(Body):
     owner: Text | None = Field(
         default=None, description="User name of the owner (admin only; default: the caller)."
     )
+    readings_retention_days: int | None = Field(default=None, description=RETENTION_DAYS)
 
 
 class DevicePatch(Body):
@@ -195,6 +203,7 @@ class DevicePatch(Body):
     description: Text | None = None
     enabled: bool | None = None
     owner: Text | None = Field(default=None, description="User name (admin only).")
+    readings_retention_days: int | None = Field(default=None, description=RETENTION_DAYS)
 
 
 class DeviceMqttOut(Out):
@@ -221,6 +230,7 @@ class DeviceOut(Out):
     owner: str
     firmware: str | None
     last_seen_at: datetime | None
+    readings_retention_days: int | None = Field(description=RETENTION_DAYS)
     created_at: datetime
     updated_at: datetime
     mqtt: DeviceMqttOut
@@ -287,6 +297,42 @@ class ReadingPage(Page[ReadingOut]):
 
 def reading_item(row: Reading) -> dict[str, Any]:
     return {"id": row.id, "metric": row.metric, "value": row.value, "ts": row.recorded_at}
+
+
+class SummaryQuery(Query):
+    metric: Annotated[str, Field(pattern=METRIC_RE.pattern, examples=["temperature"])]
+    step: Literal["hour", "day"] = Field(default="hour", description="The buckets' length.")
+    since: Instant | None = Field(
+        default=None,
+        description="Inclusive: buckets that start at or after it. Default: 24 hours "
+        "(step=hour) or 30 days (step=day) before `until`.",
+    )
+    until: Instant | None = Field(default=None, description="Exclusive. Default: now.")
+    limit: int = Field(default=MAX_LIMIT, ge=1, le=MAX_LIMIT, description="Buckets per page.")
+    cursor: str | None = Field(default=None, description="next_cursor of the previous page.")
+
+
+class SummaryBucket(Out):
+    start: datetime = Field(description="When the bucket starts (UTC, whole hours or days).")
+    count: int
+    min: float
+    max: float
+    mean: float
+    sum: float
+    last: float = Field(description="The value of the bucket's latest reading.")
+    last_at: datetime = Field(description="That reading's time.")
+
+
+class SummaryOut(Out):
+    device_id: int
+    metric: str
+    step: Literal["hour", "day"]
+    since: datetime
+    until: datetime
+    buckets: list[SummaryBucket] = Field(
+        description="Oldest first; a bucket without readings is left out."
+    )
+    next_cursor: str | None
 
 
 # ---- commands ----------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """Click groups: ``flask users``, ``flask devices``, ``flask scheduler``, ``flask mqtt``,
-``flask notifications``, ``flask demo``."""
+``flask notifications``, ``flask data``, ``flask demo``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from portal.services.errors import DomainError
 
 
 def register(app: Flask) -> None:
+    from portal.cli.data import data
     from portal.cli.demo import demo
     from portal.cli.devices import devices
     from portal.cli.mqtt import mqtt
@@ -27,6 +28,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(scheduler)
     app.cli.add_command(mqtt)
     app.cli.add_command(notifications_group, "notifications")
+    app.cli.add_command(data)
 
 
 def domain_command(func):

@@ -13,6 +13,7 @@ from portal.models.notifications import (
     NotificationDelivery,
 )
 from portal.models.readings import Reading
+from portal.models.rollups import DailyRollup, HourlyRollup
 from portal.models.rules import Alert, AlertState, Rule, RuleKind, Severity
 from portal.models.schedules import Schedule, SchedulerPass
 from portal.models.sessions import UserSession
@@ -28,8 +29,10 @@ __all__ = [
     "Command",
     "CommandSource",
     "CommandStatus",
+    "DailyRollup",
     "DeliveryStatus",
     "Device",
+    "HourlyRollup",
     "IdempotencyRecord",
     "MqttCredentialChange",
     "NotificationAttempt",

@@ -32,6 +32,9 @@ class Device(Model):
     mqtt_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # What the device last said on its retained ``up/status`` topic (or its will): online/offline.
     mqtt_online: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # How long this device's readings are kept: None = the installation's default
+    # (PORTAL_READINGS_RETENTION_DAYS), 0 = forever, N = days.
+    readings_retention_days: Mapped[int | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 

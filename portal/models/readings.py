@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import DDL, ForeignKey, Index, String, event
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.schema import CreateTable
 
 from portal.models.base import Model
 from portal.models.devices import Device
 from portal.models.types import BigIntKey, UTCDateTime
+
+# On PostgreSQL the table is partitioned by UTC day of ``recorded_at``
+# (``portal/services/partitions.py`` makes each day's partition ahead of time and retention
+# drops whole days); a reading at any other time lands in the DEFAULT partition. Its primary
+# key is (id, recorded_at) there, as PostgreSQL requires of a partitioned table; ids still
+# come from one sequence. SQLite keeps one table.
+PARTITIONED_PRIMARY_KEY = "PRIMARY KEY (id, recorded_at)"
 
 
 class Reading(Model):
@@ -23,6 +33,7 @@ class Reading(Model):
         Index("ix_readings_recorded", "recorded_at", "id"),
         # The admin's list filtered by device, newest first by id.
         Index("ix_readings_device_id", "device_id", "id"),
+        {"postgresql_partition_by": "RANGE (recorded_at)"},
     )
 
     id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
@@ -35,3 +46,20 @@ class Reading(Model):
 
     def __str__(self) -> str:
         return f"{self.metric}={self.value}"
+
+
+@compiles(CreateTable, "postgresql")
+def _create_table(element: CreateTable, compiler: Any, **kw: Any) -> str:
+    sql = str(compiler.visit_create_table(element, **kw))
+    if element.element is Reading.__table__:
+        sql = sql.replace("PRIMARY KEY (id)", PARTITIONED_PRIMARY_KEY, 1)
+    return sql
+
+
+event.listen(
+    Reading.__table__,
+    "after_create",
+    DDL("CREATE TABLE readings_default PARTITION OF readings DEFAULT").execute_if(  # type: ignore[no-untyped-call]
+        dialect="postgresql"
+    ),
+)

@@ -62,5 +62,7 @@ class SchedulerPass(Model):
     fired: Mapped[int] = mapped_column(default=0)
     skipped: Mapped[int] = mapped_column(default=0)
     expired: Mapped[int] = mapped_column(default=0)
+    # Rows the retention purge removed in this pass (readings, commands and audit entries).
+    purged: Mapped[int] = mapped_column(default=0, server_default="0")
     lag_seconds: Mapped[float] = mapped_column(default=0.0)
     host: Mapped[str] = mapped_column(String(200), default="")

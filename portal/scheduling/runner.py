@@ -45,7 +45,7 @@ from portal.extensions import db
 from portal.models import Command, CommandSource, CommandStatus, Schedule, SchedulerPass, utcnow
 from portal.models.types import UTCDateTime
 from portal.scheduling import timing
-from portal.services import alerts, notifications
+from portal.services import alerts, notifications, partitions, retention
 from portal.services.commands import expire_commands
 from portal.services.idempotency import purge_expired
 from portal.services.schedules import spec_of
@@ -264,7 +264,8 @@ class _Tally:
 def tick(now: datetime | None = None) -> int:
     """Run one pass at ``now``: fire due schedules, expire stale commands, judge the rules
     that wait on time (``alerts.check_due``), record the pass,
-    then send the notifications due (``notifications.deliver_due``).
+    then send the notifications due (``notifications.deliver_due``), and last delete the
+    data past its retention, in short steps for at most half an interval (``retention``).
 
     Returns how many commands were created. Commits its own work (the scheduler is an edge).
     Raises OperationalError/InterfaceError when the database is unreachable.
@@ -284,8 +285,9 @@ def tick(now: datetime | None = None) -> int:
     # A session last seen (or ended) longer ago than a session may live opens nothing again.
     purge_sessions(now - timedelta(hours=current_app.config["SESSION_MAX_HOURS"]))
     finished = now + timedelta(seconds=time.monotonic() - started)
-    db.session.execute(
-        insert(SchedulerPass.__table__).values(
+    pass_id = db.session.execute(
+        insert(SchedulerPass.__table__)
+        .values(
             started_at=now,
             finished_at=finished,
             fired=tally.fired,
@@ -294,7 +296,8 @@ def tick(now: datetime | None = None) -> int:
             lag_seconds=round(tally.lag_seconds, 3),
             host=_host(),
         )
-    )
+        .returning(SchedulerPass.__table__.c.id)
+    ).scalar_one()
     db.session.execute(
         delete(SchedulerPass.__table__).where(
             SchedulerPass.__table__.c.started_at < now - PASS_HISTORY
@@ -310,7 +313,60 @@ def tick(now: datetime | None = None) -> int:
     except Exception:  # the notifications' failure must not fail the pass; the next retries
         db.session.rollback()
         log.exception("delivering notifications failed")
+    _make_partitions(now)
+    _purge(now, pass_id, started)
     return tally.fired
+
+
+def _make_partitions(now: datetime) -> None:
+    """Make the readings' day partitions of the days ahead (PostgreSQL; a no-op elsewhere)."""
+    try:
+        made = partitions.ensure_days(now)
+        db.session.commit()
+    except DATABASE_DOWN:
+        raise
+    except Exception:  # housekeeping must not fail the pass; the DEFAULT partition takes
+        db.session.rollback()  # the readings meanwhile, and the next pass tries again
+        log.exception("making readings partitions failed")
+        return
+    if made:
+        log.info("made readings partition(s) %s", ", ".join(made))
+
+
+def _purge(now: datetime, pass_id: int, started: float) -> None:
+    """Delete expired data (each step commits on its own), then note on the pass what went."""
+    config = current_app.config
+    try:
+        purged = retention.purge(
+            now,
+            retention.Policy.from_config(config),
+            budget_seconds=config["SCHEDULER_INTERVAL_SECONDS"] * retention.PASS_SHARE,
+        )
+    except DATABASE_DOWN:
+        raise
+    except Exception:  # housekeeping must not fail the pass; the next one tries again
+        db.session.rollback()
+        log.exception("purging expired data failed")
+        return
+    if not purged.total:
+        return
+    log.info(
+        "purged %d reading(s), %d command(s), %d audit entries, %d roll-up(s)%s",
+        purged.readings,
+        purged.commands,
+        purged.audit,
+        purged.rollups,
+        "" if purged.done else "; more next pass",
+    )
+    db.session.execute(
+        update(SchedulerPass.__table__)
+        .where(SchedulerPass.__table__.c.id == pass_id)
+        .values(
+            purged=purged.total,
+            finished_at=now + timedelta(seconds=time.monotonic() - started),
+        )
+    )
+    db.session.commit()
 
 
 def _host() -> str:

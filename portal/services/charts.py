@@ -1,4 +1,4 @@
-"""Readings aggregated in the database into time buckets, for charts that stay fast."""
+"""A device's chart: readings, or their roll-ups for long ranges, in time slices that stay fast."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     ColumnElement,
@@ -21,13 +21,27 @@ from sqlalchemy import (
 
 from portal.extensions import db
 from portal.models import Reading
+from portal.services import rollups
 
-RANGES: dict[str, timedelta] = {
-    "1h": timedelta(hours=1),
-    "24h": timedelta(hours=24),
-    "7d": timedelta(days=7),
+
+class ChartRange(NamedTuple):
+    span: timedelta
+    # Where its points come from: raw readings (None) or the roll-ups of this step.
+    step: str | None
+    bucket_seconds: int
+
+
+# Raw readings only where they are the right grain: an hour or a day in 120 slices (30 s,
+# 12 min). Longer ranges read roll-ups (7 d: 168 hourly rows per metric instead of a week of
+# readings), merged into slices of whole steps.
+RANGES: dict[str, ChartRange] = {
+    "1h": ChartRange(timedelta(hours=1), None, 30),
+    "24h": ChartRange(timedelta(hours=24), None, 720),
+    "7d": ChartRange(timedelta(days=7), "hour", 3600),
+    "30d": ChartRange(timedelta(days=30), "hour", 6 * 3600),
+    "1y": ChartRange(timedelta(days=365), "day", 86400),
 }
-BUCKETS = 120
+DEFAULT_RANGE = "24h"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -73,18 +87,46 @@ def _epoch_seconds(bucket: Any, seconds: int) -> int:
     return int(bucket) * seconds
 
 
-def reading_series(
-    device_id: int, range_key: str, now: datetime, buckets: int = BUCKETS
-) -> dict[str, Any]:
-    """Average, minimum and maximum per metric in ``buckets`` equal slices of the range.
+def reading_series(device_id: int, range_key: str, now: datetime) -> dict[str, Any]:
+    """Average, minimum and maximum per metric in equal slices of the range, oldest first.
 
     Returns ``{"range", "since", "until", "bucket_seconds", "metrics": {name: {"t": [epoch…],
-    "avg": […], "min": […], "max": […]}}}``; slices without readings are left out. The
-    grouping runs in the database, so a week of 100,000 readings sends 120 rows per metric.
+    "avg": […], "min": […], "max": […]}}}``; slices without readings are left out. An unknown
+    range is the default one (24 h). Raw readings are grouped in the database; roll-ups are
+    few enough to merge here.
     """
-    span = RANGES.get(range_key, RANGES["24h"])
+    if range_key not in RANGES:
+        range_key = DEFAULT_RANGE
+    span, step, bucket_seconds = RANGES[range_key]
     since = now - span
-    bucket_seconds = max(1, int(span.total_seconds()) // buckets)
+    if step is None:
+        metrics = _raw_series(device_id, since, now, bucket_seconds)
+    else:
+        # From the start of the slice that holds ``since``, so the first slice is whole.
+        since = datetime.fromtimestamp(
+            int(since.timestamp()) // bucket_seconds * bucket_seconds, UTC
+        )
+        metrics = {
+            metric: {
+                "t": [row[0] for row in rows],
+                "avg": [round(row[2] / row[1], 4) for row in rows],
+                "min": [row[3] for row in rows],
+                "max": [row[4] for row in rows],
+            }
+            for metric, rows in rollups.slots(device_id, step, since, now, bucket_seconds).items()
+        }
+    return {
+        "range": range_key,
+        "since": since.isoformat(),
+        "until": now.isoformat(),
+        "bucket_seconds": bucket_seconds,
+        "metrics": metrics,
+    }
+
+
+def _raw_series(
+    device_id: int, since: datetime, until: datetime, bucket_seconds: int
+) -> dict[str, dict[str, list[Any]]]:
     # Grouped and ordered by the label, so the slice is computed once per reading.
     dialect = db.engine.dialect.name
     bucket = _bucket(Reading.recorded_at, bucket_seconds, dialect).label("bucket")
@@ -97,24 +139,20 @@ def reading_series(
             func.max(Reading.value),
         )
         .where(
-            Reading.device_id == device_id, Reading.recorded_at >= since, Reading.recorded_at < now
+            Reading.device_id == device_id,
+            Reading.recorded_at >= since,
+            Reading.recorded_at < until,
         )
         .group_by(Reading.metric, literal_column("bucket"))
         .order_by(Reading.metric, bucket)
     )
     with _hash_grouping(dialect):
         rows = db.session.execute(query).all()
-    metrics: dict[str, dict[str, list[float]]] = {}
+    metrics: dict[str, dict[str, list[Any]]] = {}
     for metric, slot, avg, low, high in rows:
         series = metrics.setdefault(metric, {"t": [], "avg": [], "min": [], "max": []})
         series["t"].append(_epoch_seconds(slot, bucket_seconds))
         series["avg"].append(round(float(avg), 4))
         series["min"].append(float(low))
         series["max"].append(float(high))
-    return {
-        "range": range_key if range_key in RANGES else "24h",
-        "since": since.isoformat(),
-        "until": now.isoformat(),
-        "bucket_seconds": bucket_seconds,
-        "metrics": metrics,
-    }
+    return metrics

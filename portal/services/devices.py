@@ -11,7 +11,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from portal.extensions import db
 from portal.models import Device, Role, User, utcnow
-from portal.services import audit, deletes, mqtt_access
+from portal.services import audit, deletes, mqtt_access, retention
 from portal.services.access import check_change, require_writer
 from portal.services.errors import Conflict, InvalidInput
 from portal.services.tokens import DEVICE_PREFIX, hash_token, new_token
@@ -19,7 +19,15 @@ from portal.services.users import resolve_owner
 
 KIND_RE = re.compile(r"^[a-z0-9_.-]{1,32}$")
 KINDS = ("raspberry_pi", "arduino", "esp32", "esp8266", "pico", "generic")
-DEVICE_FIELDS = ("name", "kind", "location", "description", "enabled", "owner_id")
+DEVICE_FIELDS = (
+    "name",
+    "kind",
+    "location",
+    "description",
+    "enabled",
+    "owner_id",
+    "readings_retention_days",
+)
 LIMITS = {"name": 100, "location": 200, "description": 5000}
 
 
@@ -39,6 +47,11 @@ def _clean(fields: dict[str, Any]) -> dict[str, Any]:
                 errors[name] = "1-32 characters: a-z, 0-9, _ . - (e.g. esp32, raspberry_pi)."
         elif name == "enabled":
             value = bool(value)
+        elif name == "readings_retention_days":
+            try:
+                value = retention.check_days(value)
+            except ValueError as exc:
+                errors[name] = str(exc)
         clean[name] = value
     if errors:
         raise InvalidInput(fields=errors)
@@ -64,9 +77,11 @@ def create_device(
     location: str = "",
     description: str = "",
     enabled: bool = True,
+    readings_retention_days: int | None = None,
 ) -> tuple[Device, str]:
     """Create a device; return it with its clear token (shown once).
 
+    ``readings_retention_days``: None = the installation's default, 0 = keep forever.
     ``actor`` None is the shell. Raises Forbidden for viewers, Conflict for a taken name.
     """
     if actor is not None:
@@ -78,6 +93,7 @@ def create_device(
             "location": location,
             "description": description,
             "enabled": enabled,
+            "readings_retention_days": readings_retention_days,
         }
     )
     owner_user = resolve_owner(actor, owner, "devices")
@@ -92,10 +108,19 @@ def create_device(
 
 
 def update_device(actor: User | None, device: Device, **fields: Any) -> Device:
-    """Change a device's name, kind, location, description, enabled flag or (admin) owner."""
+    """Change a device's name, kind, location, description, enabled flag, readings retention
+    (None = the installation's default) or (admin) owner."""
     if actor is not None:
         check_change(actor, device)
-    unknown = set(fields) - {"name", "kind", "location", "description", "enabled", "owner"}
+    unknown = set(fields) - {
+        "name",
+        "kind",
+        "location",
+        "description",
+        "enabled",
+        "readings_retention_days",
+        "owner",
+    }
     if unknown:
         raise InvalidInput(fields=dict.fromkeys(sorted(unknown), "Unknown field."))
     before = audit.snapshot(device, DEVICE_FIELDS)

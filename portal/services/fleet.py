@@ -7,6 +7,9 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import ColumnElement, and_, case, func, select
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import selectinload
+from sqlalchemy.sql.functions import FunctionElement
 
 from portal.extensions import db
 from portal.models import BridgeBeat, Command, CommandStatus, Device, Schedule, SchedulerPass, User
@@ -21,6 +24,29 @@ BRIDGES_SHOWN = 10
 
 
 DEVICE_STATUSES = ("online", "stale", "never")
+
+
+class not_by_index(FunctionElement[Any]):  # used like a SQL function
+    """A column that SQLite's planner must not choose an index for (SQLite's documented unary
+    ``+``), so it takes the ``created_at`` range instead: for "the last 24 h of commands"
+    it picked the status index and read all of them (100,000 commands: 70 ms -> 1 ms). Other
+    databases get the column as it is."""
+
+    inherit_cache = True
+
+    def __init__(self, column: Any) -> None:
+        super().__init__(column)
+        self.type = column.type
+
+
+@compiles(not_by_index)
+def _as_is(element: not_by_index, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.clauses, **kw))
+
+
+@compiles(not_by_index, "sqlite")
+def _unary_plus(element: not_by_index, compiler: Any, **kw: Any) -> str:
+    return "+" + str(compiler.process(element.clauses, **kw))
 
 
 def device_status(device: Device, now: datetime, online_seconds: int) -> str:
@@ -70,7 +96,7 @@ def command_counts(user: User, now: datetime) -> dict[str, int]:
         select(Command.status, func.count()).where(Command.created_at >= now - timedelta(days=1)),
         user,
         Command.device_id,
-    ).group_by(Command.status)
+    ).group_by(not_by_index(Command.status))
     counts = {status.value: 0 for status in CommandStatus}
     for status, count in db.session.execute(query):
         counts[status.value] = count
@@ -78,17 +104,19 @@ def command_counts(user: User, now: datetime) -> dict[str, int]:
 
 
 def commands_needing_attention(user: User, now: datetime, limit: int = 10) -> list[Command]:
-    """The latest failed or expired commands of the last 24 h."""
+    """The latest failed or expired commands of the last 24 h, with their devices. Walked
+    back from the newest through the day's commands only, however few of them failed."""
     query = (
         access.scope(
             select(Command).where(
-                Command.status.in_([CommandStatus.failed, CommandStatus.expired]),
+                not_by_index(Command.status).in_([CommandStatus.failed, CommandStatus.expired]),
                 Command.created_at >= now - timedelta(days=1),
             ),
             user,
             Command.device_id,
         )
-        .order_by(Command.id.desc())
+        .options(selectinload(Command.device))
+        .order_by(Command.created_at.desc(), Command.id.desc())
         .limit(limit)
     )
     return list(db.session.execute(query).scalars())
@@ -110,6 +138,7 @@ def schedules_due_soon(
             user,
             Schedule.device_id,
         )
+        .options(selectinload(Schedule.device))
         .order_by(Schedule.next_fire_at)
         .limit(limit)
     ).scalars()

@@ -13,7 +13,7 @@ from sqlalchemy import Row, insert, or_, select
 
 from portal.extensions import db
 from portal.models import Device, Reading, utcnow
-from portal.services import alerts
+from portal.services import alerts, rollups
 from portal.services.devices import DeviceRef
 from portal.services.errors import InvalidInput
 
@@ -112,12 +112,13 @@ def record_readings(
     """Store a device's batch in one multi-row INSERT and return how many were stored.
 
     All or nothing: any bad item raises InvalidInput (naming it) and nothing is written.
-    A reading without ``ts`` is stamped with ``now`` (UTC). The threshold rules on the
-    device's metrics judge the batch in the same transaction.
+    A reading without ``ts`` is stamped with ``now`` (UTC). The batch's roll-ups are updated,
+    and the threshold rules on the device's metrics judge it, in the same transaction.
     """
     now = (now or utcnow()).astimezone(UTC)
     clean = validate_readings(items, now)
     _insert(device.id, clean)
+    rollups.add_readings([(device.id, metric, value, at) for metric, value, at in clean])
     alerts.judge_device_readings(device.id, clean, now)
     return len(clean)
 
@@ -148,7 +149,7 @@ def _insert(device_id: int, rows: list[tuple[str, float, datetime]]) -> None:
 def insert_rows(rows: list[tuple[int, str, float, datetime]]) -> None:
     """Store checked readings of any number of devices, ``(device_id, metric, value,
     recorded_at)`` each, in as few statements as the database allows (the MQTT bridge stores a
-    whole set of messages so)."""
+    whole set of messages so), and fold them into their roll-ups."""
     if not rows:
         return
     connection = db.session.connection()
@@ -166,6 +167,7 @@ def insert_rows(rows: list[tuple[int, str, float, datetime]]) -> None:
             connection.exec_driver_sql(_sqlite_insert(len(chunk)), tuple(params))
     else:
         connection.execute(insert(_TABLE), [dict(zip(_COLUMNS, row, strict=True)) for row in rows])
+    rollups.add_readings(rows)
 
 
 # SQLite takes at most 32,766 parameters in a statement: 4 per reading.

@@ -48,11 +48,13 @@ def user_for_session(
     idle: timedelta,
     max_age: timedelta,
     touch_seconds: int,
+    touch: bool = True,
     now: datetime | None = None,
 ) -> tuple[User | None, bool]:
     """The active user whose live session has this key, and whether its ``last_seen_at`` was
     moved (then the caller commits). Touched at most once per ``touch_seconds``, so a page view
-    costs one indexed read and, now and then, one small write."""
+    costs one indexed read and, now and then, one small write; never with ``touch`` false (a
+    page's background poll is not activity)."""
     now = now or utcnow()
     row = db.session.execute(
         select(UserSession, User)
@@ -66,7 +68,7 @@ def user_for_session(
         return None, False
     if now - user_session.last_seen_at > idle or now - user_session.created_at > max_age:
         return None, False
-    if now - user_session.last_seen_at < timedelta(seconds=touch_seconds):
+    if not touch or now - user_session.last_seen_at < timedelta(seconds=touch_seconds):
         return user, False
     db.session.execute(
         update(UserSession)

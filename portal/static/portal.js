@@ -2,10 +2,11 @@
 document.addEventListener("DOMContentLoaded", function () {
   "use strict";
 
-  document.querySelectorAll("form[data-confirm]").forEach(function (form) {
-    form.addEventListener("submit", function (event) {
-      if (!window.confirm(form.getAttribute("data-confirm"))) { event.preventDefault(); }
-    });
+  // Asked on the document, so forms in parts a live page puts in place later ask too.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (form.matches && form.matches("form[data-confirm]") &&
+        !window.confirm(form.getAttribute("data-confirm"))) { event.preventDefault(); }
   });
 
   // Flask-Admin's "javascript:void(0)" links would be blocked (and reported) by the CSP.
@@ -69,13 +70,30 @@ document.addEventListener("DOMContentLoaded", function () {
     var text = amount + {minute: " min", hour: " h", day: " d"}[unit];
     return sign < 0 ? text + " ago" : "in " + text;
   }
-  document.querySelectorAll("time[data-relative]").forEach(function (el) {
+  // Each time gets its "(3 min ago)" once, also in parts a live page puts in place later
+  // (portal/static/live.js), and every such text moves on with the clock.
+  function sayHowLongAgo(el) {
     var at = Date.parse(el.getAttribute("datetime"));
-    if (!isNaN(at)) {
-      el.insertAdjacentHTML("beforeend", ' <span class="text-muted">(' +
-        relative((Date.now() - at) / 1000) + ")</span>");
+    if (isNaN(at)) { return; }
+    var said = el.querySelector(".relative-time");
+    if (!said) {
+      said = document.createElement("span");
+      said.className = "text-muted relative-time";
+      el.appendChild(document.createTextNode(" "));
+      el.appendChild(said);
+    }
+    said.textContent = "(" + relative((Date.now() - at) / 1000) + ")";
+  }
+  function sayAllHowLongAgo(root) {
+    root.querySelectorAll("time[data-relative]").forEach(sayHowLongAgo);
+  }
+  sayAllHowLongAgo(document);
+  document.addEventListener("htmx:load", function (event) {
+    if (event.detail && event.detail.elt && event.detail.elt.querySelectorAll) {
+      sayAllHowLongAgo(event.detail.elt);
     }
   });
+  window.setInterval(function () { sayAllHowLongAgo(document); }, 30000);
 
   var data = document.getElementById("chart-data");
   var target = document.getElementById("device-chart");
@@ -95,6 +113,13 @@ document.addEventListener("DOMContentLoaded", function () {
     var fullFormat = new Intl.DateTimeFormat(lang, {timeZone: zone, year: "numeric", month: "short",
                                                     day: "numeric", hour: "2-digit", minute: "2-digit",
                                                     hourCycle: "h23"});
+    // A year's chart has a point per day and ticks a month or more apart: no clock times. Its
+    // days are the roll-ups' UTC days, so a point is named by its UTC date (in New York the day
+    // starts at 19:00 the evening before).
+    var dateFormat = new Intl.DateTimeFormat(lang, {timeZone: "UTC", year: "numeric", month: "short",
+                                                    day: "numeric"});
+    var monthFormat = new Intl.DateTimeFormat(lang, {timeZone: zone, year: "numeric", month: "short"});
+    var pointFormat = chart.bucket_seconds >= 86400 ? dateFormat : fullFormat;
     // Values with at most two decimals, in the page language's digits, with the metric's unit
     // when the metric is a known one.
     var units = {temperature: "\u00b0C", humidity: "%"};
@@ -107,6 +132,7 @@ document.addEventListener("DOMContentLoaded", function () {
     var ticks = function (u, splits, axis, space, step) {
       var lastDay = null;
       return splits.map(function (seconds) {
+        if (step >= 28 * 86400) { return monthFormat.format(at(seconds)); }
         var day = dayFormat.format(at(seconds));
         var text = step >= 86400 ? day : timeFormat.format(at(seconds)) +
           (day !== lastDay ? "\n" + day : "");
@@ -127,7 +153,7 @@ document.addEventListener("DOMContentLoaded", function () {
         title: unit ? metric + " (" + unit + ")" : metric, width: width, height: 180,
         tzDate: function (seconds) { return window.uPlot.tzDate(at(seconds), zone); },
         series: [{label: labels.time || "Time", value: function (u, seconds) {
-                   return seconds == null ? "--" : fullFormat.format(at(seconds)); }},
+                   return seconds == null ? "--" : pointFormat.format(at(seconds)); }},
                  {label: labels.avg || "avg", stroke: palette[i % palette.length], width: 2,
                   value: value},
                  {label: labels.min || "min", stroke: "#8c959f", dash: [4, 4], value: value},

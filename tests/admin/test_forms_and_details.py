@@ -1,9 +1,11 @@
 """Forms that keep what people typed and name fields by label; finished detail pages."""
 
-from datetime import timedelta
+import html as html_lib
+import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from portal.extensions import db as _db
 from portal.models import (
@@ -371,3 +373,124 @@ def test_the_schedule_commands_link_lists_only_that_schedules_commands(
     login_as(operator)
     html = client.get(f"/admin/commands/?flt0_schedule_id_equals={mine.id}").get_data(as_text=True)
     assert "mine.action" in html and "other.action" not in html
+
+
+# ---- readings: a details page, and device names as links in the lists -------------------------
+
+AT = datetime(2026, 1, 15, 11, 30, 5, tzinfo=UTC)
+
+
+def field_rows(html: str, testid: str) -> dict[str, str]:
+    """A details table's rows as label → cell text (tags dropped)."""
+    table = html[html.index(f'data-testid="{testid}"') :].split("</table>")[0]
+    rows = re.findall(r'<th scope="row"[^>]*>(.*?)</th><td>(.*?)</td>', table, re.S)
+    return {label: re.sub(r"<[^>]+>", "", cell).strip() for label, cell in rows}
+
+
+def test_a_readings_details_page_shows_it_in_the_viewers_zone_with_its_device_linked(
+    client, login_as, berlin_operator, device
+):
+    reading = factories.ReadingFactory(
+        device=device, metric="temperature", value=21.25, recorded_at=AT
+    )
+    login_as(berlin_operator)
+    response = client.get(f"/admin/readings/details/?id={reading.id}")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert field_rows(html, "reading-fields") == {
+        "ID": str(reading.id),
+        "Device": "oscar-board",
+        "Metric": "temperature",
+        "Value": "21.25",
+        "Recorded": "2026-01-15 12:30 CET",
+    }
+    assert f'<a href="/admin/devices/details/?id={device.id}" data-testid="device-link">' in html
+    assert 'title="2026-01-15 11:30:05 UTC"' in html
+    assert "<title>temperature=21.25 · Readings · Portal</title>" in html
+    assert 'data-testid="history"' not in html  # nobody changes a reading
+
+
+def test_a_readings_details_page_leads_to_the_same_metric_of_the_same_device(
+    client, login_as, operator, device
+):
+    reading = factories.ReadingFactory(device=device, metric="humidity")
+    factories.ReadingFactory(device=device, metric="temperature")
+    factories.ReadingFactory(device=factories.DeviceFactory(owner=operator), metric="humidity")
+    login_as(operator)
+    html = client.get(f"/admin/readings/details/?id={reading.id}").get_data(as_text=True)
+    found = re.search(r'<a href="([^"]+)"\s+data-testid="same-metric">', html)
+    assert found
+    listed = client.get(html_lib.unescape(found.group(1))).get_data(as_text=True)
+    ids = re.findall(r'href="/admin/readings/details/\?id=(\d+)&amp;', listed)
+    assert ids == [str(reading.id)]
+
+
+def test_a_reading_out_of_reach_is_not_found(client, login_as, operator, other_device):
+    reading = factories.ReadingFactory(device=other_device)
+    login_as(operator)
+    assert client.get(f"/admin/readings/details/?id={reading.id}").status_code == 404
+
+
+@pytest.mark.parametrize("view", ["readings", "commands"])
+def test_each_row_names_its_device_as_a_link_to_its_page(client, login_as, admin, device, view):
+    make = factories.ReadingFactory if view == "readings" else factories.CommandFactory
+    make(device=device)
+    login_as(admin)
+    html = client.get(f"/admin/{view}/").get_data(as_text=True)
+    cell = (
+        f'<td class="col-device"><a href="/admin/devices/details/?id={device.id}" '
+        'data-testid="device-link">oscar-board</a></td>'
+    )
+    assert cell in html
+
+
+@pytest.mark.parametrize("view", ["readings", "commands"])
+def test_the_device_links_cost_no_query_per_row(app, client, login_as, admin, view):
+    """The names come with one query for the page (DeviceNameMixin), however many rows."""
+    make = factories.ReadingFactory if view == "readings" else factories.CommandFactory
+    login_as(admin)
+
+    def statements_for_a_page() -> int:
+        count = 0
+
+        def seen(*args):
+            nonlocal count
+            count += 1
+
+        event.listen(_db.engine, "before_cursor_execute", seen)
+        try:
+            assert client.get(f"/admin/{view}/").status_code == 200
+        finally:
+            event.remove(_db.engine, "before_cursor_execute", seen)
+        return count
+
+    for _ in range(2):
+        make(device=factories.DeviceFactory())
+    few = statements_for_a_page()
+    for _ in range(20):
+        make(device=factories.DeviceFactory())
+    assert statements_for_a_page() == few
+
+
+@pytest.mark.parametrize("view", ["readings", "commands"])
+def test_an_export_names_the_device_without_markup(client, login_as, admin, device, view):
+    make = factories.ReadingFactory if view == "readings" else factories.CommandFactory
+    make(device=device)
+    login_as(admin)
+    export = client.get(f"/admin/{view}/export/csv/").get_data(as_text=True)
+    assert ",oscar-board," in export and "<a " not in export and "<span" not in export
+
+
+# ---- error pages -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("root", ["", "/portal"])
+def test_an_error_pages_api_link_is_the_docs_address_under_the_apps_root(
+    client, login_as, viewer, root
+):
+    login_as(viewer)
+    response = client.get("/admin/no-such-page", base_url=f"http://localhost{root}")
+    assert response.status_code == 404
+    html = response.get_data(as_text=True)
+    assert f'href="{root}/api/v1/docs" title="API documentation"' in html
+    assert 'data-testid="error-page"' in html

@@ -105,7 +105,7 @@ def test_an_empty_list_says_so(client, login_as, admin):
 
 
 @pytest.mark.parametrize(
-    "name,shown,capped", [("boiler", "List (4)", True), ("pump", "List (2)", False)]
+    "name,shown,capped", [("boiler", "List (3+)", True), ("pump", "List (2)", False)]
 )
 def test_capped_count_follows_a_filter_through_the_device(
     client, login_as, admin, monkeypatch, name, shown, capped

@@ -71,8 +71,17 @@ VALUE = st.one_of(TEXT, NUMBER, INSTANT, LONG)
 
 # Query-string keys Flask-Admin and the portal's pages read, each with its own kind of junk
 # (and sometimes any other junk).
+# A big list's page key (portal/admin/keyset.py): an id, or an id and a sort value.
+KEY = st.one_of(
+    NUMBER,
+    TEXT,
+    st.sampled_from(["end", "1:", ":1"]),
+    st.tuples(NUMBER, st.one_of(INSTANT, NUMBER, TEXT)).map(":".join),
+)
 ARGS = {
     "page": NUMBER,
+    "after": KEY,
+    "before": KEY,
     "page_size": NUMBER,
     "sort": NUMBER,
     "desc": NUMBER,
@@ -389,6 +398,11 @@ LIST_CASES = [
     ("devices", f"page={HUGE}"),
     ("audit", f"page={HUGE}&page_size={HUGE}"),
     ("readings", "page=-1"),
+    ("readings", f"after={HUGE}&page={HUGE}"),
+    ("readings", f"before=end&page=-{HUGE}"),
+    ("readings", "sort=4&after=1:0001-01-01T00:00:00%2B05:00"),
+    ("commands", "sort=6&before=1:9999-12-31T23:59:59-05:00"),
+    ("audit", "after=1:%00"),
     ("devices", "page=-3"),
     ("devices", "page=1.5"),
     ("devices", "page=abc"),

@@ -1,5 +1,7 @@
 """Who may open, change and export what in the admin; rows out of reach answer 404."""
 
+from urllib.parse import parse_qs, urlsplit
+
 import pytest
 from sqlalchemy import select
 
@@ -108,11 +110,23 @@ def test_operator_cannot_delete_another_operators_device(
 
 
 def test_bulk_delete_skips_rows_out_of_reach(client, db, login_as, operator, device, other_device):
+    """Through the page before a bulk delete: the selection leads to it with only the rows in
+    reach, and a form posted with another operator's id as well deletes only those."""
     login_as(operator)
     token = csrf_token(client, "/admin/devices/")
-    client.post(
+    chosen = client.post(
         "/admin/devices/action/",
-        data={"action": "delete", "rowid": [device.id, other_device.id], "csrf_token": token},
+        data={
+            "action": "review_delete",
+            "rowid": [device.id, other_device.id],
+            "csrf_token": token,
+        },
+    )
+    assert chosen.status_code == 302
+    assert parse_qs(urlsplit(chosen.location).query)["id"] == [str(device.id)]
+    client.post(
+        "/admin/devices/delete/",
+        data={"id": [device.id, other_device.id], "csrf_token": token},
     )
     db.session.expire_all()
     assert db.session.get(Device, device.id) is None

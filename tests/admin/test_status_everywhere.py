@@ -133,8 +133,11 @@ def test_past_a_capped_count_the_position_says_so_and_paging_goes_on(
 ):
     monkeypatch.setattr(ReadingView, "page_size", 2)
     monkeypatch.setattr(ReadingView, "count_cap", 3)
-    factories.ReadingFactory.create_batch(9, device=device)
+    readings = factories.ReadingFactory.create_batch(9, device=device)
     login_as(admin)
-    page = client.get("/admin/readings/?page=3").get_data(as_text=True)
+    page = client.get("/admin/readings/?sort=0&desc=1&page=3").get_data(as_text=True)
     assert "Rows 7–8 of 3+" in page
-    assert 'href="/admin/readings/?page=4&amp;page_size=2">&gt;' in page  # past the count
+    last_shown = readings[-8].id  # newest first: rows 7 and 8 are the third and second made
+    older = re.search(r'href="(/admin/readings/\?[^"]*)" data-testid="page-next"', page)
+    assert older  # past the count
+    assert f"after={last_shown}" in older.group(1) and "page=4" in older.group(1)

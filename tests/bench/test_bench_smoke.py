@@ -30,6 +30,7 @@ SCENARIOS = [
 SCENARIOS += ["upload_100", "upload_1", "poll_empty", "device_page"]
 RULES_SCENARIOS = ["upload_100_no_rules", "upload_100_rules"]
 SCENARIOS += RULES_SCENARIOS
+SCENARIOS += ["upload_retention_quiet", "upload_retention_purge"]
 RULES = 40
 MQTT_SCENARIOS = ["mqtt_upload_100", "mqtt_command_latency"]
 MQTT_COMMANDS = 20
@@ -123,6 +124,17 @@ def test_every_budget_has_a_verdict(results):
     budgets = results["budgets"]
     assert len(budgets) >= 20
     assert all(isinstance(b["ok"], bool) and b["measured"] is not None for b in budgets)
+
+
+def test_retention_purges_the_expired_day_while_uploads_run(results):
+    purge = _scenario(results, "upload_retention_purge")["purge"]
+    # The tiny fleet: its 20 devices, a reading a minute for a day.
+    assert (purge["rows"], purge["purged"], purge["left"], purge["error"]) == (
+        28_800,
+        28_800,
+        0,
+        "",
+    )
 
 
 def test_ingest_with_rules_judges_the_uploads(results):

@@ -123,3 +123,9 @@ def test_demo_is_idempotent(runner, db, app):
     second = runner.invoke(args=["demo"])
     assert second.exit_code == 0
     assert db.session.scalar(select(func.count()).select_from(Device)) == counts >= 3
+    # The demo's readings reach the roll-ups the 7-day, 30-day and 1-year charts read.
+    from portal.models import HourlyRollup, Reading
+
+    readings = db.session.scalar(select(func.count()).select_from(Reading))
+    folded = db.session.scalar(select(func.sum(HourlyRollup.count)))
+    assert readings and folded == readings

@@ -1,6 +1,6 @@
 """WCAG 2.1 AA in a real browser: axe-core (tests/e2e/vendor) over every page each role reaches
-from the navbar and the dashboard (each list, a record's details, edit and create forms), the
-account and second-factor pages, the login pages and the error pages; no serious or critical
+from the navbar and the dashboard (each list, a record's details, edit, delete and create pages),
+the account and second-factor pages, the login pages and the error pages; no serious or critical
 violation. The lesser ones are printed. And on a phone, lists scroll inside their own box and
 pages do not scroll sideways."""
 
@@ -138,8 +138,8 @@ def _links(page, selector: str) -> list[str]:
 
 
 def reachable_pages(page, base_url: str) -> list[str]:
-    """The navbar's and the dashboard's pages, and from each list its first record's details
-    and edit pages and its create form."""
+    """The navbar's and the dashboard's pages, and from each list its first record's details,
+    edit and delete pages and its create form."""
     page.goto(f"{base_url}/admin/")
     found: dict[str, str] = {}
     for href in _links(page, "nav a[href], main a[href]"):
@@ -147,7 +147,12 @@ def reachable_pages(page, base_url: str) -> list[str]:
             found.setdefault(_same_page_key(href), href)
     for href in list(found.values()):
         page.goto(href)
-        for selector in ("a[title='View Record']", "a[title='Edit Record']", "a[href*='/new/']"):
+        for selector in (
+            "a[title='View Record']",
+            "a[title='Edit Record']",
+            "a[title='Delete Record']",  # the page that says what goes with it
+            "a[href*='/new/']",
+        ):
             for more in _links(page, selector)[:1]:
                 found.setdefault(_same_page_key(more), more)
     return sorted(found.values())
@@ -173,6 +178,7 @@ def test_every_page_a_role_reaches_has_no_serious_axe_violation(
     # Flask-Admin's script draws the inputs of an active filter, and a search adds its reset.
     pages.append(f"{live_server}/admin/alerts/?flt0_state_in_list=active,acknowledged&search=Shed")
     assert len(pages) > 10, pages
+    assert any("/admin/readings/details/" in url for url in pages), pages
     violations = []
     for url in pages:
         violations += audit(audit_page, url)

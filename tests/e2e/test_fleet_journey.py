@@ -89,12 +89,14 @@ def test_send_a_command_and_see_the_agents_result(page, live_app, live_server, t
     expect(page.get_by_text("queued for pump-house")).to_be_visible()
     expect(page.get_by_test_id("command-status").first).to_have_text("queued")
 
+    # The page follows by itself (live parts, polled every PORTAL_LIVE_SECONDS): no reload.
+    page.evaluate("window.notReloaded = true")
     _run_agent(live_server, token, tmp_path / "agent")
-    page.reload()
     expect(page.get_by_test_id("command-status").first).to_have_text("succeeded")
     expect(page.get_by_test_id("device-commands")).to_contain_text('"relay"')
     expect(page.get_by_test_id("device-status")).to_have_text("online")
     expect(page.get_by_test_id("firmware")).to_have_text("1.4.2")
+    assert page.evaluate("window.notReloaded") is True
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "device.png"), full_page=True)
 

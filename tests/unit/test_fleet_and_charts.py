@@ -3,7 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from portal.models import CommandStatus, SchedulerPass
 from portal.services import fleet
@@ -113,7 +113,7 @@ def test_reading_series_keeps_metrics_apart_and_ignores_other_devices(db, device
 
 
 def test_unknown_range_falls_back_to_24h(db, device):
-    assert reading_series(device.id, "1y", NOW)["range"] == "24h"
+    assert reading_series(device.id, "2y", NOW)["range"] == "24h"
 
 
 def test_reading_series_leaves_the_planner_settings_as_it_found_them(db, device):
@@ -123,3 +123,31 @@ def test_reading_series_leaves_the_planner_settings_as_it_found_them(db, device)
     db.session.execute(text("SELECT 1"))  # the transaction is open before the chart, as on a page
     reading_series(device.id, "7d", NOW)
     assert db.session.execute(text("SHOW enable_sort")).scalar() == "on"
+
+
+def test_the_dashboards_command_queries_read_only_the_last_day_on_sqlite(db, admin, device):
+    """SQLite's planner, left alone, chose the status index and read every command ever sent
+    for "the last 24 h" (70 ms at 100,000 commands); ``fleet.not_by_index`` keeps it on the
+    ``created_at`` range. The plans are asked of SQLite itself, on the queries as compiled."""
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("a SQLite query plan")
+    statements = []
+
+    def keep(conn, cursor, statement, parameters, context, executemany):
+        if "FROM commands" in statement and ("GROUP BY" in statement or "LIMIT" in statement):
+            statements.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", keep)
+    try:
+        fleet.command_counts(admin, NOW)
+        fleet.commands_needing_attention(admin, NOW)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", keep)
+    connection = db.session.connection()
+    plans = [
+        " ".join(row[3] for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + s, p))
+        for s, p in statements
+    ]
+    assert len(plans) == 2, statements
+    for plan in plans:
+        assert "USING INDEX ix_commands_created_at (created_at>?)" in plan, plan
