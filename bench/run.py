@@ -148,7 +148,7 @@ def _one_database(
                     log(f"{kind}: {outcome.error}")
             log(f"{kind}: admin pages")
             cookie = sc.login(server.url, seeded.admin_password)
-            _pages(server, cookie, sizes, device, args, timing, add, "")
+            _pages(server, large, cookie, sizes, device, args, timing, add, "")
             add(
                 "device_page",
                 sc.page_scenario(server, cookie, "/admin/devices/details/?id=1&range=7d", timing),
@@ -185,7 +185,7 @@ def _one_database(
         with Gunicorn("wsgi:app", small_env, workers, work / f"small-{kind}.log") as server:
             log(f"{kind}: admin pages on the small tables")
             cookie = sc.login(server.url, small_seeded.admin_password)
-            _pages(server, cookie, sizes.small(), device, args, timing, add, "_small")
+            _pages(server, small, cookie, sizes.small(), device, args, timing, add, "_small")
         log(f"{kind}: flask scheduler tick with {sizes.schedules:,} schedules due")
         info["tick"] = sc.tick_scenario(large, {**os.environ, **env})
     finally:
@@ -217,12 +217,14 @@ def _adder(results: dict, kind: str):
     return add
 
 
-def _pages(server, cookie, sizes: Sizes, device: int, args: dict, timing, add, suffix: str) -> None:
+def _pages(
+    server, database, cookie, sizes: Sizes, device: int, args: dict, timing, add, suffix: str
+) -> None:
     for endpoint, rows in (("readings", sizes.readings), ("commands", sizes.commands)):
         value = (
             str(device) if args[endpoint].endswith("device_id_equals") else f"bench-{device:05d}"
         )
-        pages = sc.list_pages(endpoint, rows, value, args[endpoint])
+        pages = sc.list_pages(database, endpoint, rows, value, args[endpoint])
         for page in ("page1", "deep", "device"):
             figures = sc.page_scenario(server, cookie, pages[page], timing)
             if page == "deep":

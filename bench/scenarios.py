@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 
 import psycopg
 import requests
@@ -120,14 +121,43 @@ def filter_arg(endpoint: str, database_url: str, instance: Path) -> str:
     return f"flt0_{name}"
 
 
-def list_pages(endpoint: str, rows: int, device: str, arg: str) -> dict[str, str]:
-    """Page 1, a deep page (5,000, or the last page of a smaller table) and one device."""
+# The key (portal/admin/keyset.py) of the row a deep page follows, per list, in its default
+# order: readings newest measured first, commands newest first by id.
+DEEP_KEY_SQL = {
+    "readings": "SELECT id, recorded_at FROM readings ORDER BY recorded_at DESC, id DESC "
+    "LIMIT 1 OFFSET ?",
+    "commands": "SELECT id, NULL FROM commands ORDER BY id DESC LIMIT 1 OFFSET ?",
+}
+
+
+def deep_key(database: Database, endpoint: str, rows_before: int) -> str:
+    """The "after" key of the row ``rows_before`` rows down the list, as its "Older" link
+    names it: "ID" by id, "ID:VALUE" by another column."""
+    from portal.admin.arguments import key_text
+
+    row_id, value = query(database, DEEP_KEY_SQL[endpoint], (rows_before - 1,))[0]
+    if value is None:
+        return key_text(row_id, None, by_id=True)
+    if isinstance(value, str):  # SQLite's text; stored in UTC
+        value = datetime.fromisoformat(value).replace(tzinfo=UTC)
+    return key_text(row_id, value, by_id=False)
+
+
+def list_pages(
+    database: Database, endpoint: str, rows: int, device: str, arg: str
+) -> dict[str, str]:
+    """Page 1, a deep page (5,000, or the last page of a smaller table) reached by its key as
+    the "Older" links reach it, and one device."""
     last = max(1, -(-rows // PAGE_SIZE))
     deep = min(DEEP_PAGE, last)
     base = f"/admin/{endpoint}/"
+    deep_url = base
+    if deep > 1:
+        key = quote(deep_key(database, endpoint, (deep - 1) * PAGE_SIZE), safe=":")
+        deep_url = f"{base}?page={deep - 1}&after={key}"
     return {
         "page1": base,
-        "deep": f"{base}?page={deep - 1}",
+        "deep": deep_url,
         "device": f"{base}?{arg}={device}",
         "deep_page_number": str(deep),
     }

@@ -87,6 +87,7 @@ def seed(database: Database, sizes: Sizes, now: datetime, instance_dir: Path) ->
     """Create the schema and bulk-insert the data set; return the clear device tokens."""
     from portal import create_app
     from portal.extensions import db
+    from portal.services import partitions
     from portal.services.rollups import rebuild_rollups
     from portal.services.users import create_user
 
@@ -103,6 +104,9 @@ def seed(database: Database, sizes: Sizes, now: datetime, instance_dir: Path) ->
     with app.app_context():
         _check_columns(db.metadata.tables)
         db.create_all()
+        # The day partitions of the seeded days, as the migration and the scheduler pass make
+        # them on PostgreSQL (a no-op on SQLite).
+        partitions.ensure_days(now, behind=data.READINGS_SPAN.days + 1)
         admin = create_user(None, ADMIN_NAME, password, "admin")
         db.session.commit()
         owner_id = admin.id

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from portal.admin.alerts import alert_value, severity_badge, state_badge
 from portal.extensions import db
 from portal.models import Alert, Device, Rule, User, utcnow
-from portal.services import access, alerts, fleet
+from portal.services import access, alerts, fleet, retention
 
 
 def open_alerts(user: User) -> tuple[list[Alert], set[int]]:
@@ -42,4 +42,10 @@ def dashboard_context(user: User) -> dict:
         "mqtt": fleet.bridge_health(now),
         "bridge_quiet_seconds": fleet.BRIDGE_QUIET_SECONDS,
         "online_minutes": current_app.config["DEVICE_ONLINE_SECONDS"] // 60,
+        # The installation's size, not one person's share: for admins only.
+        "data": (
+            retention.data_summary(retention.Policy.from_config(current_app.config))
+            if user.is_admin
+            else None
+        ),
     }

@@ -121,11 +121,14 @@ class DeviceNameEqual(RefusesJunk, FilterEqual):
     ``device_id = (the id of the device of that name)``. Through Flask-Admin's join PostgreSQL
     could not tell how many rows the device has, and read every one of them to sort them (a
     busy device's pages cost as much as its rows after the page); against the column it reads
-    the (device_id, id) index in order, a page's worth."""
+    the (device_id, id) index in order, a page's worth. The id is looked up first and given
+    as a number: behind a subquery the planner guesses an average device, and on partitioned
+    readings it then sorted all of a busy device's rows (100,000: 35 ms) instead of merging
+    each day's index in order."""
 
     def apply(self, query, value, alias=None):
-        device = select(Device.id).where(Device.name == value).scalar_subquery()
-        return query.filter(self.column == device)
+        device = db.session.execute(select(Device.id).where(Device.name == value)).scalar()
+        return query.filter(self.column == (device if device is not None else -1))
 
 
 class DeviceNameMixin:

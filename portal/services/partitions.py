@@ -110,15 +110,19 @@ def ensure_days(now: datetime, ahead: int = DAYS_AHEAD, behind: int = DAYS_BEHIN
     return [make_day(day) for day in wanted if day not in existing]
 
 
-def drop_days_before(cutoff: datetime) -> list[str]:
+def drop_days_before(cutoff: datetime, lock_seconds: float = 2.0) -> dict[str, int]:
     """Drop every day partition that ends at or before ``cutoff`` (all its readings are
-    expired); return their names. The DEFAULT partition's old rows are retention's to delete
-    row by row. The caller commits."""
+    expired); return their names with the readings each held. The DEFAULT partition's old rows
+    are retention's to delete row by row. Dropping waits at most ``lock_seconds`` for the
+    table's lock (an upload in flight holds it), so it never queues ingest behind it for long;
+    past that it raises OperationalError and the next pass tries again. The caller commits."""
     if not is_partitioned():
-        return []
-    dropped = []
+        return {}
+    db.session.execute(text(f"SET LOCAL lock_timeout = '{int(lock_seconds * 1000)}ms'"))
+    dropped = {}
     for day, name in sorted(day_partitions().items()):
         if _bounds(day)[1] <= cutoff:
+            rows = db.session.execute(text(f"SELECT count(*) FROM {name}")).scalar_one()
             db.session.execute(text(f"DROP TABLE {name}"))
-            dropped.append(name)
+            dropped[name] = rows
     return dropped

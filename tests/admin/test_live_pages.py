@@ -234,3 +234,22 @@ def test_junk_ids_in_the_device_list_poll_never_break_it(client, login_as, opera
     login_as(operator)
     answer = poll(client, "/admin/devices/live-status/?ids=" + ids)
     assert answer.status_code in (200, 400)
+
+
+def test_the_dashboard_tells_admins_how_much_data_there_is(
+    client, login_as, admin, operator, device, db
+):
+    factories.ReadingFactory(device=device, recorded_at=utcnow() - timedelta(days=3))
+    factories.ReadingFactory(device=device)
+    device.readings_retention_days = 30
+    db.session.commit()
+    login_as(admin)
+    page = client.get("/admin/").get_data(as_text=True)
+    said = re.search(r'data-testid="data-size">(.*?)</p>', page, re.S).group(1)
+    said = " ".join(said.split())
+    oldest = (utcnow() - timedelta(days=3)).date().isoformat()
+    assert said.startswith(f"About 2 readings, the oldest from {oldest}.")
+    assert "Readings are kept 90 days." in said
+    assert "1 device keeps them for a time of its own." in said
+    login_as(operator)
+    assert 'data-testid="data-size"' not in client.get("/admin/").get_data(as_text=True)

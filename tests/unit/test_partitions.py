@@ -40,7 +40,7 @@ def test_sqlite_keeps_one_table_and_the_pass_leaves_it_alone(db):
         pytest.skip("SQLite's side")
     assert not partitions.is_partitioned()
     assert partitions.ensure_days(NOW) == []
-    assert partitions.drop_days_before(NOW) == []
+    assert partitions.drop_days_before(NOW) == {}
 
 
 def test_a_new_database_has_a_partitioned_table_that_takes_any_time(pg, device):
@@ -91,7 +91,7 @@ def test_dropping_days_removes_exactly_the_expired_days(pg, device):
     cutoff = datetime.combine(TODAY - timedelta(days=1), datetime.min.time(), tzinfo=UTC)
     dropped = partitions.drop_days_before(cutoff)
     pg.session.commit()
-    assert dropped == [partitions.partition_name(TODAY - timedelta(days=n)) for n in (3, 2)]
+    assert dropped == {partitions.partition_name(TODAY - timedelta(days=n)): 1 for n in (3, 2)}
     values = sorted(pg.session.execute(_db.select(Reading.value)).scalars())
     assert values == [0.0, 1.0, 9.0]  # the DEFAULT partition's old row is retention's
 
@@ -178,3 +178,39 @@ def test_the_migration_moves_every_reading_and_back(empty_database, tmp_path):
 
 def test_partition_names_are_the_utc_day():
     assert partitions.partition_name(date(2026, 1, 9)) == "readings_p20260109"
+
+
+def test_retention_drops_whole_days_past_every_devices_retention(pg, device, other_device):
+    from portal.services import retention
+
+    partitions.ensure_days(NOW, ahead=0, behind=12)
+    record_readings(device, [("t", float(n), NOW - timedelta(days=n)) for n in range(12)], NOW)
+    record_readings(other_device, [("t", 1.0, NOW - timedelta(days=11))], NOW)
+    other_device.readings_retention_days = 5  # keeps less: its old rows go row by row
+    pg.session.commit()
+    policy = retention.Policy(readings_days=8, commands_days=0, audit_days=0, rollups_days=0)
+    purged = retention.purge(NOW, policy, budget_seconds=10)
+    pg.session.expire_all()
+    days = partitions.day_partitions()
+    # Days ending 8 or more days ago went whole; the 8th day back holds readings still kept.
+    assert min(days) == TODAY - timedelta(days=8)
+    kept = pg.session.execute(_db.select(Reading.device_id, Reading.value)).all()
+    assert sorted(v for d, v in kept if d == device.id) == [float(n) for n in range(9)]
+    assert [v for d, v in kept if d == other_device.id] == []
+    assert purged.readings == 3 + 1  # 3 of device's readings in dropped days, 1 by steps
+
+
+def test_a_device_that_keeps_readings_forever_keeps_every_day(pg, device, other_device):
+    from portal.services import retention
+
+    partitions.ensure_days(NOW, ahead=0, behind=12)
+    record_readings(device, [("t", 1.0, NOW - timedelta(days=11))], NOW)
+    record_readings(other_device, [("t", 2.0, NOW - timedelta(days=11))], NOW)
+    device.readings_retention_days = 0
+    pg.session.commit()
+    policy = retention.Policy(readings_days=8, commands_days=0, audit_days=0, rollups_days=0)
+    purged = retention.purge(NOW, policy, budget_seconds=10)
+    assert len(partitions.day_partitions()) == 13
+    assert purged.readings == 1  # the other device's, row by row
+    values = pg.session.execute(_db.select(Reading.value)).scalars().all()
+    assert values == [1.0]
