@@ -195,7 +195,9 @@ def sort_value(text: str, column: Any) -> Any:
         return kind(text)
     if kind is datetime:
         try:
-            return datetime.fromisoformat(text).astimezone(UTC)  # naive: taken as UTC
+            value = datetime.fromisoformat(text)
+            # Naive: taken as UTC (astimezone alone would take the server's zone).
+            return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
         except OverflowError:  # a zone that moves year 1 back past the first instant
             raise ValueError("no instant") from None
     if kind is float:

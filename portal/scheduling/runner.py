@@ -321,8 +321,7 @@ def tick(now: datetime | None = None) -> int:
 def _make_partitions(now: datetime) -> None:
     """Make the readings' day partitions of the days ahead (PostgreSQL; a no-op elsewhere)."""
     try:
-        made = partitions.ensure_days(now)
-        db.session.commit()
+        made = partitions.ensure_days(now)  # each day commits on its own
     except DATABASE_DOWN:
         raise
     except Exception:  # housekeeping must not fail the pass; the DEFAULT partition takes

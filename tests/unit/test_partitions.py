@@ -214,3 +214,26 @@ def test_a_device_that_keeps_readings_forever_keeps_every_day(pg, device, other_
     assert purged.readings == 1  # the other device's, row by row
     values = pg.session.execute(_db.select(Reading.value)).scalars().all()
     assert values == [1.0]
+
+
+def test_a_day_waits_for_a_busy_table_only_briefly_and_comes_next_pass(pg, app):
+    """Another session holds the DEFAULT partition (a long report): making a day gives up after
+    the lock timeout instead of queueing uploads behind it, and the next pass makes it."""
+    import time
+
+    engine = create_engine(pg.engine.url)
+    other = engine.connect()
+    blocker = other.begin()
+    other.execute(text(f"LOCK TABLE {partitions.DEFAULT} IN ACCESS SHARE MODE"))
+    other.execute(text(f"SELECT count(*) FROM {partitions.DEFAULT}"))
+    other.execute(text(f"LOCK TABLE {partitions.DEFAULT} IN EXCLUSIVE MODE"))
+    try:
+        started = time.monotonic()
+        assert partitions.make_day(TODAY) is None
+        assert time.monotonic() - started < partitions.LOCK_TIMEOUT_MS / 1000 + 3
+    finally:
+        blocker.rollback()
+        other.close()
+        engine.dispose()
+    assert partitions.make_day(TODAY) == partitions.partition_name(TODAY)
+    assert TODAY in partitions.day_partitions()
