@@ -53,7 +53,7 @@ def heartbeat(device: DeviceRef, body: HeartbeatIn):
 )
 def upload_readings(device: DeviceRef, body: ReadingsIn):
     """1 to 1000 readings, all or nothing; a reading without ``ts`` gets the server's time."""
-    items = [(r.metric, r.value, r.ts) for r in body.readings]
+    items = [readings.ReadingInput(r.metric, r.value, r.ts, r.unit) for r in body.readings]
     return {"accepted": readings.record_readings(device, items, utcnow())}, 201
 
 

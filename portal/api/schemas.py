@@ -27,7 +27,7 @@ from portal.models import (
 )
 from portal.services import mqtt_access
 from portal.services.deletes import Deletion
-from portal.services.readings import METRIC_RE
+from portal.services.readings import METRIC_RE, UNIT_RE
 from portal.services.rules import MAX_FOR_SECONDS, MAX_SILENCE_SECONDS, MIN_SILENCE_SECONDS
 
 # Ids are 32-bit on PostgreSQL (readings aside): a larger one would be a database error.
@@ -139,6 +139,12 @@ class ReadingIn(Body):
     metric: Annotated[str, Field(pattern=METRIC_RE.pattern, examples=["temperature"])]
     value: Annotated[float, Field(allow_inf_nan=False, examples=[21.5])]
     ts: Instant | None = Field(default=None, description="Default: the server's time.")
+    unit: str | None = Field(
+        default=None,
+        pattern=UNIT_RE.pattern,
+        examples=["°C"],
+        description="Optional: the metric's unit; the device's chart shows the latest sent.",
+    )
 
 
 class ReadingsIn(Body):

@@ -12,7 +12,7 @@ from portal.models.notifications import (
     NotificationChannel,
     NotificationDelivery,
 )
-from portal.models.readings import Reading
+from portal.models.readings import MetricUnit, Reading
 from portal.models.rollups import DailyRollup, HourlyRollup
 from portal.models.rules import Alert, AlertState, Rule, RuleKind, Severity
 from portal.models.schedules import Schedule, SchedulerPass
@@ -39,6 +39,7 @@ __all__ = [
     "NotificationChannel",
     "NotificationDelivery",
     "PersonalToken",
+    "MetricUnit",
     "Reading",
     "RecoveryCode",
     "Rule",

@@ -48,6 +48,19 @@ class Reading(Model):
         return f"{self.metric}={self.value}"
 
 
+class MetricUnit(Model):
+    """The unit a device last sent with a metric's readings ("°C", "kPa"), for its chart:
+    one row per device and metric, written only when a new unit arrives."""
+
+    __tablename__ = "metric_units"
+
+    device_id: Mapped[int] = mapped_column(
+        ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True
+    )
+    metric: Mapped[str] = mapped_column(String(64), primary_key=True)
+    unit: Mapped[str] = mapped_column(String(16))
+
+
 @compiles(CreateTable, "postgresql")
 def _create_table(element: CreateTable, compiler: Any, **kw: Any) -> str:
     sql = str(compiler.visit_create_table(element, **kw))

@@ -110,6 +110,7 @@ class _Batch:
     key: str | None
     request_hash: str
     rows: list[tuple[str, float, datetime]]
+    units: dict[str, str]  # by metric, as the message sent them
 
 
 def handle_batch(
@@ -201,13 +202,14 @@ def _checked_readings(
     body = _parse(MqttReadingsIn, payload)
     if body.key is not None:
         idempotency.validate_key(body.key)
-    items = [readings.ReadingInput(r.metric, r.value, r.ts) for r in body.readings]
+    items = [readings.ReadingInput(r.metric, r.value, r.ts, r.unit) for r in body.readings]
     return _Batch(
         index,
         device_id,
         body.key,
         idempotency.fingerprint("MQTT", topic, payload),
         readings.validate_readings(items, now),
+        readings.units_of(items),
     )
 
 
@@ -241,6 +243,9 @@ def _store(waiting: list[_Batch], outcomes: list[Outcome], now: datetime) -> Non
         stored.append(batch)
     rows = [(b.device_id, *row) for b in stored for row in b.rows]
     readings.insert_rows(rows)
+    readings.remember_units(
+        {(b.device_id, metric): unit for b in stored for metric, unit in b.units.items()}
+    )
     alerts.judge_readings(rows, now)
     idempotency.remember_many(
         [

@@ -20,7 +20,7 @@ from sqlalchemy import (
 )
 
 from portal.extensions import db
-from portal.models import Reading
+from portal.models import MetricUnit, Reading
 from portal.services import rollups
 
 
@@ -121,7 +121,17 @@ def reading_series(device_id: int, range_key: str, now: datetime) -> dict[str, A
         "until": now.isoformat(),
         "bucket_seconds": bucket_seconds,
         "metrics": metrics,
+        "units": _units(device_id) if metrics else {},
     }
+
+
+def _units(device_id: int) -> dict[str, str]:
+    """The units the device sent with its metrics (the chart knows a few itself)."""
+    table = MetricUnit.__table__
+    rows = db.session.execute(
+        select(table.c.metric, table.c.unit).where(table.c.device_id == device_id)
+    )
+    return {row.metric: row.unit for row in rows}
 
 
 def _raw_series(

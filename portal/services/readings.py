@@ -10,14 +10,19 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 
 from sqlalchemy import Row, insert, or_, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from portal.extensions import db
-from portal.models import Device, Reading, utcnow
+from portal.models import Device, MetricUnit, Reading, utcnow
 from portal.services import alerts, rollups
 from portal.services.devices import DeviceRef
 from portal.services.errors import InvalidInput
 
 METRIC_RE = re.compile(r"^[a-z0-9_.-]{1,64}$")
+# A metric's unit as a device may send it with a reading: 1 to 16 printable characters.
+UNIT_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,16}$")
+UNIT_HELP = "1 to 16 characters without control characters, e.g. °C or kPa."
 MAX_BATCH = 1000
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 _TABLE = Reading.__table__
@@ -28,6 +33,7 @@ class ReadingInput(NamedTuple):
     metric: Any
     value: Any
     ts: Any = None
+    unit: Any = None  # optional: the metric's unit, kept per device for its chart
 
 
 def _finite(value: int | float) -> bool:
@@ -48,7 +54,7 @@ def _check_item(
     item: ReadingInput, now: datetime
 ) -> tuple[tuple[str, float, datetime] | None, dict[str, str]]:
     errors: dict[str, str] = {}
-    metric, value, ts = item
+    metric, value, ts = item[0], item[1], item[2]
     if not isinstance(metric, str) or not METRIC_RE.match(metric):
         errors["metric"] = "1-64 characters: a-z, 0-9, _ . - (e.g. temperature)."
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
@@ -78,7 +84,10 @@ def validate_readings(
     clean: list[tuple[str, float, datetime]] = []
     errors: dict[str, str] = {}
     for index, item in enumerate(items):
-        metric, value, ts = item
+        metric, value, ts = item[0], item[1], item[2]
+        unit = item[3] if len(item) > 3 else None
+        if unit is not None and not (type(unit) is str and UNIT_RE.match(unit)):
+            errors[f"{field}.{index}.unit"] = UNIT_HELP
         # The common case in a few C calls; anything unusual takes the slow path, which
         # names the problem.
         if (
@@ -118,9 +127,48 @@ def record_readings(
     now = (now or utcnow()).astimezone(UTC)
     clean = validate_readings(items, now)
     _insert(device.id, clean)
+    remember_units({(device.id, metric): unit for metric, unit in units_of(items).items()})
     rollups.add_readings([(device.id, metric, value, at) for metric, value, at in clean])
     alerts.judge_device_readings(device.id, clean, now)
     return len(clean)
+
+
+def units_of(items: Sequence[ReadingInput]) -> dict[str, str]:
+    """The units a checked batch sent, by metric (the last one sent wins)."""
+    return {item[0]: item[3] for item in items if len(item) > 3 and item[3] is not None}
+
+
+def remember_units(units: dict[tuple[int, str], str]) -> None:
+    """Keep each (device, metric)'s newest unit. One read for the usual case, in which a device
+    sends the units it sent before; only a new or changed unit is written."""
+    if not units:
+        return
+    table = MetricUnit.__table__
+    device_ids = {device_id for device_id, _ in units}
+    known = {
+        (row.device_id, row.metric): row.unit
+        for row in db.session.execute(
+            select(table.c.device_id, table.c.metric, table.c.unit).where(
+                table.c.device_id.in_(device_ids)
+            )
+        )
+    }
+    changed = [
+        {"device_id": device_id, "metric": metric, "unit": unit}
+        for (device_id, metric), unit in sorted(units.items())
+        if known.get((device_id, metric)) != unit
+    ]
+    if not changed:
+        return
+    dialect = db.session.get_bind().dialect.name
+    upsert = (postgresql_insert if dialect == "postgresql" else sqlite_insert)(table)
+    db.session.execute(
+        upsert.on_conflict_do_update(
+            index_elements=[table.c.device_id, table.c.metric],
+            set_={"unit": upsert.excluded.unit},
+        ),
+        changed,
+    )
 
 
 def _insert(device_id: int, rows: list[tuple[str, float, datetime]]) -> None:

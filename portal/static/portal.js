@@ -120,8 +120,8 @@ document.addEventListener("DOMContentLoaded", function () {
                                                     day: "numeric"});
     var monthFormat = new Intl.DateTimeFormat(lang, {timeZone: zone, year: "numeric", month: "short"});
     var pointFormat = chart.bucket_seconds >= 86400 ? dateFormat : fullFormat;
-    // Values with at most two decimals, in the page language's digits, with the metric's unit
-    // when the metric is a known one.
+    // Values with at most two decimals, in the page language's digits, with the metric's unit:
+    // the one its device sent (chart.units), else the one a well-known metric has.
     var units = {temperature: "\u00b0C", humidity: "%"};
     var number = function (value, unit) {
       if (value == null) { return "--"; }
@@ -147,7 +147,8 @@ document.addEventListener("DOMContentLoaded", function () {
       box.setAttribute("data-metric", metric);
       target.appendChild(box);
       var width = Math.max(280, target.clientWidth - 8);
-      var unit = units[metric.toLowerCase()] || "";
+      // The unit the device sent with the metric, else the one a well-known metric has.
+      var unit = (chart.units || {})[metric] || units[metric.toLowerCase()] || "";
       var value = function (u, v) { return number(v, unit); };
       new window.uPlot({
         title: unit ? metric + " (" + unit + ")" : metric, width: width, height: 180,

@@ -119,7 +119,8 @@ def test_upload_is_one_insert_statement(app, client, db, device, device_headers)
         ({"metric": "temperature", "value": 1, "ts": "yesterday"}, "readings.3.ts"),
         ({"metric": "temperature", "value": 1, "ts": "1969-12-31T23:59:59Z"}, "readings.3.ts"),
         ({"metric": "temperature", "value": 1, "ts": "0001-01-01T00:00:00+01:00"}, "readings.3.ts"),
-        ({"metric": "temperature", "value": 1, "unit": "C"}, "readings.3.unit"),
+        ({"metric": "temperature", "value": 1, "colour": "red"}, "readings.3.colour"),
+        ({"metric": "temperature", "value": 1, "unit": "\u00b0C\n"}, "readings.3.unit"),
     ],
 )
 def test_bad_item_is_named_and_nothing_is_stored(client, db, device_headers, item, field):
