@@ -101,6 +101,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
         default=retention.batch,
         help="readings per upload request while it is purged",
     )
+    parser.add_argument(
+        "--growth",
+        type=float,
+        default=0,
+        help="also seed this many times the readings (the same fleet over a longer history: "
+        "10 makes the 10,000,000 of the 1 M / 10 M comparison) and measure ingest and the "
+        "pages there (0: leave it out)",
+    )
     parser.add_argument("--results-dir", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument(
         "--chart",
@@ -147,13 +155,21 @@ def main(argv: list[str] | None = None) -> int:
         retention_plan=RetentionPlan(
             args.retention_devices, args.retention_minutes, args.retention_batch
         ),
+        growth=args.growth,
     )
     results["budgets"] = report.budgets(results)
     print(report.render(results))
     path = report.write_json(results, args.results_dir)
     log(f"results: {path} (and latest.json)")
+    growth = report.growth_table(results)
+    if growth:
+        print(growth)
+        (args.results_dir / "growth.md").write_text(growth + "\n")
     if str(args.chart) not in ("", "."):
         log(f"chart: {report.chart(results, args.chart)}")
+        grown = report.growth_chart(results, args.chart.with_name("bench-growth.png"))
+        if grown:
+            log(f"growth chart: {grown}")
     missed = [b for b in results["budgets"] if not b["ok"]]
     log(f"{len(results['budgets']) - len(missed)} of {len(results['budgets'])} budgets met")
     failed = ("error", "mqtt_error")

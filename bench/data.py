@@ -105,6 +105,12 @@ class Sizes:
         )
 
     @property
+    def readings_span(self) -> timedelta:
+        """The readings' history: 7 days for up to 1,000,000, longer in proportion beyond (the
+        same fleet at the same rate, months on: 10,000,000 readings span 70 days)."""
+        return READINGS_SPAN * max(1.0, self.readings / 1_000_000)
+
+    @property
     def busy_device_readings(self) -> int:
         """Device 1 holds a tenth of the readings (all within the last 7 days) and commands."""
         return self.readings // 10
@@ -149,10 +155,11 @@ def devices(
 
 
 def readings(sizes: Sizes, now: datetime, ts: Ts) -> Iterator[tuple]:
-    """Readings over the last 7 days in time order; every tenth belongs to device 1."""
+    """Readings over ``sizes.readings_span`` in time order; every tenth belongs to device 1."""
     total = sizes.readings
-    start = now - READINGS_SPAN
-    step = READINGS_SPAN / max(total, 1)
+    span = sizes.readings_span
+    start = now - span
+    step = span / max(total, 1)
     others = max(sizes.devices - 1, 1)
     for k in range(total):
         device_id = 1 if k % 10 == 0 else 2 + (k * 7919) % others

@@ -5,10 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from bench.scenarios import DEVICE_RANGES, LIST_PAGES
+
 TICK_LIMIT_S = {"sqlite": 1.0, "postgresql": 2.0}
 PAGE_P50_MS = 30.0
 PAGE_RATIO = 1.5
 DEVICE_PAGE_P50_MS = 100.0
+# Issue #16 (BUDGETS.md): from 1 M to 10 M readings, every list page and the device page with
+# any range grow by at most 1.2×; ingest keeps at least 0.9× its rows/s.
+GROWTH_PAGE_RATIO, GROWTH_INGEST_RATIO = 1.2, 0.9
 POLL_P99_MS = 25.0
 MQTT_INGEST_RATIO = 1.0  # MQTT ingest ≥ HTTP ingest on the same database
 COMMAND_P50_MS, COMMAND_P99_MS = 250.0, 1000.0  # API create → device receives it over MQTT
@@ -154,15 +159,11 @@ def budgets(results: dict) -> list[dict]:
                 )
             )
         for table in ("readings", "commands"):
-            for page in ("page1", "deep", "device"):
+            for page in LIST_PAGES:
                 big, small = s.get(f"{table}_{page}"), s.get(f"{table}_{page}_small")
                 if big is None:
                     continue
-                label = {
-                    "page1": "page 1",
-                    "device": "one device",
-                    "deep": f"page {big.get('page_number', '')}",
-                }[page]
+                label = _page_label(page, big)
                 rows.append(
                     _budget(db, f"admin {table}, {label}: p50", _p50_ms(big), PAGE_P50_MS, "ms")
                 )
@@ -177,16 +178,18 @@ def budgets(results: dict) -> list[dict]:
                             detail=f"{_p50_ms(big):.1f} vs {_p50_ms(small):.1f} ms",
                         )
                     )
-        if "device_page" in s:
-            rows.append(
-                _budget(
-                    db,
-                    "device page, 7-day chart: p50",
-                    _p50_ms(s["device_page"]),
-                    DEVICE_PAGE_P50_MS,
-                    "ms",
+        for key in DEVICE_RANGES:
+            page = s.get(f"device_page_{key}")
+            if page is not None:
+                rows.append(
+                    _budget(
+                        db,
+                        f"device page, {key} chart: p50",
+                        _p50_ms(page),
+                        DEVICE_PAGE_P50_MS,
+                        "ms",
+                    )
                 )
-            )
         for state, limit in LIVE_CORE_SHARE.items():
             live = s.get(f"dashboard_live_{state}")
             if live is not None:
@@ -215,6 +218,7 @@ def budgets(results: dict) -> list[dict]:
                     f"{tick['empty_tick_seconds']:.2f} s",
                 )
             )
+        rows += _growth_budgets(db, s, info)
         rows += _rules_budgets(db, s)
         rows += _retention_budgets(db, s)
         rows += _mqtt_budgets(db, s, info)
@@ -243,6 +247,64 @@ def budgets(results: dict) -> list[dict]:
                     )
                 )
     return rows
+
+
+def _page_label(page: str, figures: dict) -> str:
+    return {
+        "page1": "page 1",
+        "device": "one device",
+        "oldest": "oldest page",
+        "deep": f"page {figures.get('page_number', '')}",
+    }[page]
+
+
+def _growth_budgets(db: str, s: dict, info: dict) -> list[dict]:
+    """Issue #16: from 1 M to 10 M readings, pages grow by at most 1.2× (and stay within their
+    own budgets), ingest keeps at least 0.9× its rows/s."""
+    grown = info.get("grown_sizes")
+    if not grown:
+        return []
+    at = f"at {_count(grown['readings'])} vs {_count(info['sizes']['readings'])}"
+    rows = []
+    pages = [
+        (f"{table}_{page}", f"admin {table}, {_page_label(page, s.get(f'{table}_{page}', {}))}")
+        for table in ("readings", "commands")
+        for page in LIST_PAGES
+    ] + [(f"device_page_{key}", f"device page, {key} chart") for key in DEVICE_RANGES]
+    for name, label in pages:
+        before, after = s.get(f"{name}_base"), s.get(f"{name}_grown")
+        if before is None or after is None:
+            continue
+        limit = DEVICE_PAGE_P50_MS if name.startswith("device_page") else PAGE_P50_MS
+        rows.append(_budget(db, f"{label}: p50 {at}", _p50_ms(after), limit, "ms"))
+        rows.append(
+            _budget(
+                db,
+                f"{label}: p50 growth {at}",
+                _p50_ms(after) / _p50_ms(before),
+                GROWTH_PAGE_RATIO,
+                "×",
+                detail=f"{_p50_ms(after):.1f} vs {_p50_ms(before):.1f} ms",
+            )
+        )
+    before, after = s.get("upload_100_base"), s.get("upload_100_grown")
+    if before is not None and after is not None:
+        rows.append(
+            _budget(
+                db,
+                f"upload 100/req: rows/s {at}",
+                after["rows_per_s"] / before["rows_per_s"],
+                GROWTH_INGEST_RATIO,
+                "×",
+                at_most=False,
+                detail=f"{after['rows_per_s']:,.0f} vs {before['rows_per_s']:,.0f} rows/s",
+            )
+        )
+    return rows
+
+
+def _count(value: int) -> str:
+    return f"{value / 1_000_000:g} M" if value >= 1_000_000 else f"{value:,}"
 
 
 def _rules_budgets(db: str, s: dict) -> list[dict]:
@@ -556,5 +618,102 @@ def chart(results: dict, path: Path) -> Path:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")  # the longest budget names fit
+    plt.close(fig)
+    return path
+
+
+def _growth_pairs(results: dict) -> list[tuple[str, str, dict, dict]]:
+    """(database, scenario, figures at the base size, figures grown) for each grown scenario."""
+    by = {(x["db"], x["name"]): x for x in results["scenarios"]}
+    return [
+        (db, name.removesuffix("_grown"), by[(db, name.replace("_grown", "_base"))], x)
+        for (db, name), x in by.items()
+        if name.endswith("_grown") and (db, name.replace("_grown", "_base")) in by
+    ]
+
+
+def growth_table(results: dict) -> str:
+    """The 1 M / 10 M comparison as a Markdown table (the README's), or "" without it."""
+    pairs = _growth_pairs(results)
+    if not pairs:
+        return ""
+    info = next(i for i in results["databases"].values() if "grown_sizes" in i)
+    small, big = (_count(x["readings"]) for x in (info["sizes"], info["grown_sizes"]))
+    lines = [
+        f"| scenario | database | {small} | {big} | growth |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for db, name, before, after in pairs:
+        if "rows_per_s" in before:
+            a, b, unit = before["rows_per_s"], after["rows_per_s"], " rows/s"
+            cells = f"{a:,.0f}{unit} | {b:,.0f}{unit}"
+        else:
+            a, b = _p50_ms(before), _p50_ms(after)
+            cells = f"{a:.1f} ms | {b:.1f} ms"
+        path = f" `{before['path']}`" if before.get("path") else ""
+        lines.append(f"| {name}{path} | {db} | {cells} | {b / a:.2f}× |")
+    return "\n".join(lines)
+
+
+def growth_chart(results: dict, path: Path) -> Path | None:
+    """Side by side per database: each page's p50 at the base size and grown, with the page
+    budget; ingest in the title. None when the run had no growth comparison."""
+    pairs = [p for p in _growth_pairs(results) if "rows_per_s" not in p[2]]
+    if not pairs:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    info = next(i for i in results["databases"].values() if "grown_sizes" in i)
+    small, big = (_count(x["readings"]) for x in (info["sizes"], info["grown_sizes"]))
+    dbs = list(dict.fromkeys(p[0] for p in pairs))
+    names = list(dict.fromkeys(p[1] for p in pairs))
+    fig, axes = plt.subplots(
+        1,
+        len(dbs),
+        figsize=(5.5 * len(dbs) + 2, 0.42 * len(names) + 1.6),
+        sharey=True,
+        squeeze=False,
+    )
+    ingest = {p[0]: p for p in _growth_pairs(results) if "rows_per_s" in p[2]}
+    for ax, db in zip(axes[0], dbs, strict=False):
+        mine = {p[1]: p for p in pairs if p[0] == db}
+        for i, name in enumerate(names):
+            if name not in mine:
+                continue
+            _, _, before, after = mine[name]
+            limit = DEVICE_PAGE_P50_MS if name.startswith("device_page") else PAGE_P50_MS
+            for shift, figures, color in ((-0.2, before, "#90a4ae"), (0.2, after, "#1565c0")):
+                ax.barh(i + shift, _p50_ms(figures), height=0.38, color=color)
+            ax.text(
+                max(_p50_ms(before), _p50_ms(after)) + 1,
+                i,
+                f"{_p50_ms(after) / _p50_ms(before):.2f}×",
+                va="center",
+                fontsize=7,
+            )
+            ax.plot([limit, limit], [i - 0.45, i + 0.45], color="#c62828", linewidth=1)
+        title = db
+        if db in ingest:
+            _, _, before, after = ingest[db]
+            title += (
+                f" — ingest {before['rows_per_s']:,.0f} → {after['rows_per_s']:,.0f} rows/s "
+                f"({after['rows_per_s'] / before['rows_per_s']:.2f}×)"
+            )
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel(f"p50 ms: grey {small}, blue {big} readings; red: the budget", fontsize=7)
+    axes[0][0].set_yticks(range(len(names)), names, fontsize=7)
+    axes[0][0].invert_yaxis()
+    meta = results["meta"]
+    fig.suptitle(
+        f"make bench --growth: {small} vs {big} readings, {meta['started_at'][:16]} UTC, "
+        f"commit {meta.get('commit', '')}, {meta['cpus']} cores",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path

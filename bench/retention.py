@@ -37,9 +37,13 @@ class RetentionPlan:
     batch: int = 1  # readings per upload request, as such a fleet sends them
 
 
-def load_day(database: Database, plan: RetentionPlan, devices: int, now: datetime) -> dict:
+def load_day(
+    database: Database, plan: RetentionPlan, devices: int, now: datetime, instance: Path
+) -> dict:
     """Insert the expired day: ``plan.minutes`` readings for each of the first devices,
-    ending a day past the retention. Returns how many and how long it took."""
+    ending a day past the retention, on PostgreSQL into its day partitions (made first, as
+    the scheduler pass made them when the day was today). Returns how many and how long it
+    took."""
     fleet = min(plan.devices, devices)
     end = now - timedelta(days=READINGS_RETENTION_DAYS + 1)
     start = end - timedelta(minutes=plan.minutes)
@@ -65,6 +69,7 @@ def load_day(database: Database, plan: RetentionPlan, devices: int, now: datetim
     else:
         import psycopg
 
+        _make_partitions(database, instance, start, end)
         with psycopg.connect(sc.libpq_url(database), autocommit=True) as conn:
             with conn.cursor().copy(
                 "COPY readings (device_id, metric, value, recorded_at) FROM STDIN"
@@ -77,6 +82,21 @@ def load_day(database: Database, plan: RetentionPlan, devices: int, now: datetim
         "devices": fleet,
         "load_seconds": time.perf_counter() - started,
     }
+
+
+def _make_partitions(database: Database, instance: Path, start: datetime, end: datetime) -> None:
+    from portal import create_app
+    from portal.extensions import db
+    from portal.services import partitions
+
+    app = create_app(
+        {"DATABASE_URL": database.url, "SECRET_KEY": "bench", "INSTANCE_PATH": str(instance)}
+    )
+    with app.app_context():
+        days = (end.date() - start.date()).days
+        partitions.ensure_days(end, ahead=0, behind=days)
+        db.session.remove()
+        db.engine.dispose()
 
 
 @dataclass
@@ -147,7 +167,7 @@ def run_scenario(
     scenario's time, so the machine's drift weighs on both alike; between segments the purge
     waits, its pass in hand finished. Each side's p99 is its worst segment's.
     """
-    loaded = load_day(database, plan, devices, now)
+    loaded = load_day(database, plan, devices, now, instance)
     load = Load(
         server.url + "/api/v1/device/readings",
         "upload.lua",

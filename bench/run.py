@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import secrets
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -35,6 +37,7 @@ def run_all(
     mqtt_timing: bench_mqtt.MqttTiming | None = None,
     rules_plan: bench_rules.RulesPlan | None = None,
     retention_plan: bench_retention.RetentionPlan | None = None,
+    growth: float = 0.0,
 ) -> dict:
     """Run every scenario; return the results (figures only; budgets are judged in report)."""
     with tempfile.TemporaryDirectory(prefix="portal-bench-", dir=workdir) as tmp:
@@ -78,6 +81,7 @@ def run_all(
                     mqtt_timing,
                     rules_plan,
                     retention_plan,
+                    growth,
                 )
             except Exception as exc:  # keep the other database's figures; report the failure
                 log(f"{kind}: FAILED: {exc.__class__.__name__}: {exc}")
@@ -100,6 +104,7 @@ def _one_database(
     mqtt_timing: bench_mqtt.MqttTiming | None = None,
     rules_plan: bench_rules.RulesPlan | None = None,
     retention_plan: bench_retention.RetentionPlan | None = None,
+    growth: float = 0.0,
 ) -> None:
     instance = work / f"instance-{kind}"
     made: list[seed.Database] = []
@@ -149,11 +154,7 @@ def _one_database(
             log(f"{kind}: admin pages")
             cookie = sc.login(server.url, seeded.admin_password)
             _pages(server, large, cookie, sizes, device, args, timing, add, "")
-            add(
-                "device_page",
-                sc.page_scenario(server, cookie, "/admin/devices/details/?id=1&range=7d", timing),
-                path="/admin/devices/details/?id=1&range=7d",
-            )
+            _device_pages(server, cookie, device, timing, add, "")
             live = sc.live_scenario(server, large, cookie, "/admin/live/", timing)
             for state, figures in live.items():
                 add(f"dashboard_live_{state}", figures, path="/admin/live/")
@@ -188,6 +189,12 @@ def _one_database(
             _pages(server, small, cookie, sizes.small(), device, args, timing, add, "_small")
         log(f"{kind}: flask scheduler tick with {sizes.schedules:,} schedules due")
         info["tick"] = sc.tick_scenario(large, {**os.environ, **env})
+        if growth > 1:
+            small.drop()  # room on the server for the grown data set
+            base = _Side("_base", large, sizes, seeded.admin_password, tokens_file, env)
+            _grown(
+                kind, base, growth, timing, workers, pg_admin_url, work, now, results, made, args
+            )
     finally:
         for database in made:
             database.drop()
@@ -225,11 +232,107 @@ def _pages(
             str(device) if args[endpoint].endswith("device_id_equals") else f"bench-{device:05d}"
         )
         pages = sc.list_pages(database, endpoint, rows, value, args[endpoint])
-        for page in ("page1", "deep", "device"):
+        for page in sc.LIST_PAGES:
             figures = sc.page_scenario(server, cookie, pages[page], timing)
             if page == "deep":
                 figures["page_number"] = int(pages["deep_page_number"])
             add(f"{endpoint}_{page}{suffix}", figures, path=pages[page])
+
+
+def _device_pages(server, cookie: str, device: int, timing, add, suffix: str) -> None:
+    """The busy device's page with each chart range (raw readings or roll-ups)."""
+    for key in sc.DEVICE_RANGES:
+        path = f"/admin/devices/details/?id={device}&range={key}"
+        add(f"device_page_{key}{suffix}", sc.page_scenario(server, cookie, path, timing), path=path)
+
+
+@dataclass
+class _Side:
+    """One side of the growth comparison: a seeded database and its server."""
+
+    suffix: str
+    database: seed.Database
+    sizes: Sizes
+    password: str
+    tokens: Path
+    env: dict[str, str]
+
+
+def _grown(
+    kind: str,
+    base: _Side,
+    growth: float,
+    timing: sc.Timing,
+    workers: int,
+    pg_admin_url: str,
+    work: Path,
+    now: datetime,
+    results: dict,
+    made: list,
+    args: dict,
+) -> None:
+    """The growth comparison: the same fleet with ``growth``× the readings (a longer history),
+    measured with the scenarios whose cost could grow with them: ingest, the list pages and
+    the device page's ranges. Both data sets are served at once and each scenario runs on one
+    straight after the other (in turns first), so the machine's drift weighs on both alike;
+    the names end in "_base" and "_grown"."""
+    sizes = replace(base.sizes, readings=int(base.sizes.readings * growth))
+    database = _database(kind, work, "grown", pg_admin_url, made)
+    log(f"{kind}: seeding {sizes.readings:,} readings for the growth comparison")
+    seeded = seed.seed(database, sizes, now, work / f"instance-{kind}-grown")
+    info = results["databases"][kind]
+    info["grown_seed_seconds"] = seeded.seconds
+    info["grown_sizes"] = sizes.__dict__
+    log(f"{kind}: seeded in {seeded.seconds:.1f} s")
+    tokens = work / f"tokens-{kind}-grown.txt"
+    tokens.write_text("\n".join(seeded.tokens) + "\n")
+    env = {**base.env, "PORTAL_DATABASE_URL": database.url}
+    grown = _Side("_grown", database, sizes, seeded.admin_password, tokens, env)
+    add = _adder(results, kind)
+    with contextlib.ExitStack() as stack:
+        served = [
+            (
+                side,
+                stack.enter_context(
+                    Gunicorn("wsgi:app", side.env, workers, work / f"pair{side.suffix}-{kind}.log")
+                ),
+            )
+            for side in (base, grown)
+        ]
+        cookies = {side.suffix: sc.login(server.url, side.password) for side, server in served}
+
+        def upload(side: _Side, server: Gunicorn) -> tuple[dict, str]:
+            return sc.upload_scenario(server, side.database, side.tokens, 100, timing), ""
+
+        def page(endpoint: str, which: str):
+            def measure(side: _Side, server: Gunicorn) -> tuple[dict, str]:
+                rows = getattr(side.sizes, endpoint)
+                value = "1" if args[endpoint].endswith("device_id_equals") else "bench-00001"
+                path = sc.list_pages(side.database, endpoint, rows, value, args[endpoint])[which]
+                return sc.page_scenario(server, cookies[side.suffix], path, timing), path
+
+            return measure
+
+        def device_page(key: str):
+            def measure(side: _Side, server: Gunicorn) -> tuple[dict, str]:
+                path = f"/admin/devices/details/?id=1&range={key}"
+                return sc.page_scenario(server, cookies[side.suffix], path, timing), path
+
+            return measure
+
+        jobs = [("upload_100", upload)]
+        jobs += [
+            (f"{endpoint}_{which}", page(endpoint, which))
+            for endpoint in ("readings", "commands")
+            for which in sc.LIST_PAGES
+        ]
+        jobs += [(f"device_page_{key}", device_page(key)) for key in sc.DEVICE_RANGES]
+        for turn, (name, measure) in enumerate(jobs):
+            for side, server in served if turn % 2 == 0 else served[::-1]:
+                figures, path = measure(side, server)
+                add(f"{name}{side.suffix}", figures, path=path)
+        info["grown_worker_rss_mib"] = served[1][1].max_rss_mib()
+    database.drop()
 
 
 def _meta(

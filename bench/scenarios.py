@@ -143,11 +143,16 @@ def deep_key(database: Database, endpoint: str, rows_before: int) -> str:
     return key_text(row_id, value, by_id=False)
 
 
+# The list pages measured, and the device page's chart ranges (portal/services/charts.py).
+LIST_PAGES = ("page1", "deep", "oldest", "device")
+DEVICE_RANGES = ("1h", "24h", "7d", "30d", "1y")
+
+
 def list_pages(
     database: Database, endpoint: str, rows: int, device: str, arg: str
 ) -> dict[str, str]:
     """Page 1, a deep page (5,000, or the last page of a smaller table) reached by its key as
-    the "Older" links reach it, and one device."""
+    the "Older" links reach it, the oldest page (the "Oldest" link), and one device."""
     last = max(1, -(-rows // PAGE_SIZE))
     deep = min(DEEP_PAGE, last)
     base = f"/admin/{endpoint}/"
@@ -158,6 +163,7 @@ def list_pages(
     return {
         "page1": base,
         "deep": deep_url,
+        "oldest": f"{base}?page=-1&before=end",
         "device": f"{base}?{arg}={device}",
         "deep_page_number": str(deep),
     }

@@ -106,7 +106,7 @@ def seed(database: Database, sizes: Sizes, now: datetime, instance_dir: Path) ->
         db.create_all()
         # The day partitions of the seeded days, as the migration and the scheduler pass make
         # them on PostgreSQL (a no-op on SQLite).
-        partitions.ensure_days(now, behind=data.READINGS_SPAN.days + 1)
+        partitions.ensure_days(now, behind=sizes.readings_span.days + 1)
         admin = create_user(None, ADMIN_NAME, password, "admin")
         db.session.commit()
         owner_id = admin.id

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from bench.mqtt import missing as mqtt_missing
-from bench.report import RULES_BUDGET
+from bench.report import RULES_BUDGET, growth_table
+from bench.scenarios import DEVICE_RANGES, LIST_PAGES
 from tests.mqtt_broker import require_mosquitto
 
 pytestmark = pytest.mark.bench
@@ -24,10 +25,13 @@ ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = [
     f"{table}_{page}{suffix}"
     for table in ("readings", "commands")
-    for page in ("page1", "deep", "device")
-    for suffix in ("", "_small")
+    for page in LIST_PAGES
+    for suffix in ("", "_small", "_base", "_grown")
 ]
-SCENARIOS += ["upload_100", "upload_1", "poll_empty", "device_page"]
+SCENARIOS += [
+    f"device_page_{key}{suffix}" for key in DEVICE_RANGES for suffix in ("", "_base", "_grown")
+]
+SCENARIOS += ["upload_100", "upload_1", "poll_empty", "upload_100_base", "upload_100_grown"]
 RULES_SCENARIOS = ["upload_100_no_rules", "upload_100_rules"]
 SCENARIOS += RULES_SCENARIOS
 SCENARIOS += ["upload_retention_quiet", "upload_retention_purge"]
@@ -65,6 +69,8 @@ TINY = [
     str(RULES),
     "--rules-rounds",
     "1",
+    "--growth",
+    "2",
 ]
 
 
@@ -79,7 +85,7 @@ def results(tmp_path_factory) -> dict:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=420,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return json.loads((out / "latest.json").read_text())
@@ -102,7 +108,9 @@ def test_scenario_answers_only_2xx(results, name):
     assert (scenario["non2xx"], scenario["sample_bad"]) == (0, None)
 
 
-@pytest.mark.parametrize("name", ["upload_100", "upload_1", *RULES_SCENARIOS])
+@pytest.mark.parametrize(
+    "name", ["upload_100", "upload_1", "upload_100_base", "upload_100_grown", *RULES_SCENARIOS]
+)
 def test_upload_stores_every_completed_request_once(results, name):
     scenario = _scenario(results, name)
     assert scenario["stored"] == scenario["completed_requests"] * scenario["batch"] > 0
@@ -191,3 +199,14 @@ def test_mqtt_budgets_are_judged(mqtt_results):
         "command API → device over MQTT: p99",
     ):
         assert judged[name]["measured"] is not None, name
+
+
+def test_growth_comparison_seeds_the_longer_history_and_judges_it(results):
+    info = results["databases"]["sqlite"]
+    assert (info["sizes"]["readings"], info["grown_sizes"]["readings"]) == (2000, 4000)
+    judged = [b["budget"] for b in results["budgets"] if "at 4,000 vs 2,000" in b["budget"]]
+    # Each page and device range: its p50 and its growth; and ingest.
+    assert len(judged) == 2 * (2 * 4 + 5) + 1
+    table = growth_table(results)
+    assert table.count("\n") == 2 + 2 * 4 + 5 + 1 - 1
+    assert "| upload_100 | sqlite |" in table
