@@ -94,7 +94,7 @@ def _make_partitions(database: Database, instance: Path, start: datetime, end: d
     )
     with app.app_context():
         days = (end.date() - start.date()).days
-        partitions.ensure_days(end, ahead=0, behind=days)
+        partitions.ensure_partitions(end, ahead=0, behind=days)
         db.session.remove()
         db.engine.dispose()
 

@@ -104,9 +104,9 @@ def seed(database: Database, sizes: Sizes, now: datetime, instance_dir: Path) ->
     with app.app_context():
         _check_columns(db.metadata.tables)
         db.create_all()
-        # The day partitions of the seeded days, as the migration and the scheduler pass make
+        # The partitions of the seeded weeks, as the migration and the scheduler pass make
         # them on PostgreSQL (a no-op on SQLite).
-        partitions.ensure_days(now, behind=sizes.readings_span.days + 1)
+        partitions.ensure_partitions(now, behind=sizes.readings_span.days + 1)
         admin = create_user(None, ADMIN_NAME, password, "admin")
         db.session.commit()
         owner_id = admin.id

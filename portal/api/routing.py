@@ -27,12 +27,15 @@ from portal.extensions import db, limiter
 from portal.models import utcnow
 from portal.services import idempotency
 from portal.services.errors import DomainError, InvalidInput, NotFound
+from portal.services.readings import METRIC_HELP, METRIC_RE, UNIT_HELP, UNIT_RE
 
 Auth = Literal["device", "person", "public"]
 FRIENDLY = {
     "extra_forbidden": "Unknown field.",
     "missing": "This field is required.",
 }
+# The services' own words for the schemas' patterns, not pydantic's "should match pattern …".
+PATTERN_HELP = {METRIC_RE.pattern: METRIC_HELP, UNIT_RE.pattern: UNIT_HELP}
 
 
 class InvalidJson(DomainError):
@@ -159,11 +162,14 @@ def parse_body(model: type[BaseModel], required: bool = True) -> BaseModel:
 def validation_failure(exc: ValidationError) -> DomainError:
     """A schema's complaint as the API's error: 400 ``invalid_json`` or 422 naming each field."""
     fields: dict[str, str] = {}
-    for error in exc.errors(include_url=False, include_context=False, include_input=False):
+    for error in exc.errors(include_url=False, include_input=False):
         if error["type"] == "json_invalid":
             return InvalidJson("The body is not valid JSON: " + error["msg"].split(": ", 1)[-1])
         name = ".".join(str(part) for part in error["loc"]) or "body"
-        fields.setdefault(name, FRIENDLY.get(error["type"], error["msg"]))
+        message = FRIENDLY.get(error["type"], error["msg"])
+        if error["type"] == "string_pattern_mismatch":
+            message = PATTERN_HELP.get(error.get("ctx", {}).get("pattern"), message)
+        fields.setdefault(name, message)
     return InvalidInput(fields=fields)
 
 

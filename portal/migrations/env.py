@@ -60,7 +60,7 @@ def include_name(name, type_, parent_names):
     and drops them; the model describes only their parent."""
     import re
 
-    return not (type_ == "table" and name and re.fullmatch(r"readings_(p\d{8}|default)", name))
+    return not (type_ == "table" and name and re.fullmatch(r"readings_([pw]\d{8}|default)", name))
 
 
 def run_migrations_offline():

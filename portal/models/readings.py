@@ -14,9 +14,9 @@ from portal.models.base import Model
 from portal.models.devices import Device
 from portal.models.types import BigIntKey, UTCDateTime
 
-# On PostgreSQL the table is partitioned by UTC day of ``recorded_at``
-# (``portal/services/partitions.py`` makes each day's partition ahead of time and retention
-# drops whole days); a reading at any other time lands in the DEFAULT partition. Its primary
+# On PostgreSQL the table is partitioned by UTC week of ``recorded_at``
+# (``portal/services/partitions.py`` makes each week's partition ahead of time and retention
+# drops whole weeks); a reading at any other time lands in the DEFAULT partition. Its primary
 # key is (id, recorded_at) there, as PostgreSQL requires of a partitioned table; ids still
 # come from one sequence. SQLite keeps one table.
 PARTITIONED_PRIMARY_KEY = "PRIMARY KEY (id, recorded_at)"

@@ -100,6 +100,10 @@ class Alert(Model):
         # The lists: by state, newest first; a device's alerts.
         Index("ix_alerts_state_id", "state", "id"),
         Index("ix_alerts_device_id", "device_id", "id"),
+        # A command's alerts (its admin page), and the SET NULL when retention deletes it:
+        # without these every deleted command reads the whole alerts table.
+        Index("ix_alerts_raise_command_id", "raise_command_id"),
+        Index("ix_alerts_clear_command_id", "clear_command_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -319,9 +319,9 @@ def tick(now: datetime | None = None) -> int:
 
 
 def _make_partitions(now: datetime) -> None:
-    """Make the readings' day partitions of the days ahead (PostgreSQL; a no-op elsewhere)."""
+    """Make the readings' week partitions of the days ahead (PostgreSQL; a no-op elsewhere)."""
     try:
-        made = partitions.ensure_days(now)  # each day commits on its own
+        made = partitions.ensure_partitions(now)  # each week commits on its own
     except DATABASE_DOWN:
         raise
     except Exception:  # housekeeping must not fail the pass; the DEFAULT partition takes

@@ -23,6 +23,7 @@ METRIC_RE = re.compile(r"^[a-z0-9_.-]{1,64}$")
 # A metric's unit as a device may send it with a reading: 1 to 16 printable characters.
 UNIT_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,16}$")
 UNIT_HELP = "1 to 16 characters without control characters, e.g. °C or kPa."
+METRIC_HELP = "1-64 characters: a-z, 0-9, _ . - (e.g. temperature)."
 MAX_BATCH = 1000
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 _TABLE = Reading.__table__
@@ -56,7 +57,7 @@ def _check_item(
     errors: dict[str, str] = {}
     metric, value, ts = item[0], item[1], item[2]
     if not isinstance(metric, str) or not METRIC_RE.match(metric):
-        errors["metric"] = "1-64 characters: a-z, 0-9, _ . - (e.g. temperature)."
+        errors["metric"] = METRIC_HELP
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
         errors["value"] = "A finite number."
     if ts is None:

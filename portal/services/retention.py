@@ -285,7 +285,7 @@ def purge(
         rows=step_rows or FIRST_STEP_ROWS,
         fixed=step_rows is not None,
     )
-    purged = Purged(readings=_drop_expired_days(now, policy))
+    purged = Purged(readings=_drop_expired_weeks(now, policy))
     with db.engine.connect() as connection:
         stepper = _Stepper(connection)
         try:
@@ -297,17 +297,18 @@ def purge(
     return purged
 
 
-def _drop_expired_days(now: datetime, policy: Policy) -> int:
-    """On PostgreSQL, drop the readings' day partitions that every device's retention has
-    passed (portal/services/partitions.py): a day of a fleet's readings in one statement,
-    where deleting them row by row takes a minute. Returns how many readings went. What is
-    left expired (devices that keep less, the DEFAULT partition) goes in the steps."""
+def _drop_expired_weeks(now: datetime, policy: Policy) -> int:
+    """On PostgreSQL, drop the readings' week partitions that every device's retention has
+    passed (portal/services/partitions.py): a backlog of whole weeks in one statement each,
+    where deleting a day of a fleet's readings row by row takes a minute. Returns how many
+    readings went. What is left expired (the week that holds the cutoff, devices that keep
+    less, the DEFAULT partition) goes in the steps."""
     if not partitions.is_partitioned():
         return 0
     days = _longest_retention(policy)
     if days is None:
         return 0
-    return sum(partitions.drop_days_before(_cutoff(now, days)).values())
+    return sum(partitions.drop_before(_cutoff(now, days)).values())
 
 
 def _longest_retention(policy: Policy) -> int | None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 from portal.models import MetricUnit, Reading, utcnow
 from portal.services.charts import reading_series
+from portal.services.readings import METRIC_HELP, UNIT_HELP
 
 
 def units(db, device) -> dict[str, str]:
@@ -55,6 +57,21 @@ def test_a_bad_unit_is_named_and_nothing_is_stored(client, db, device, device_he
             {"metric": "t", "value": 2, "unit": bad},
         )
         assert answer.status_code == 422, bad
-        assert "readings.1.unit" in str(answer.get_json()), answer.get_json()
+        assert "readings.1.unit" in answer.get_json()["error"]["fields"], answer.get_json()
     assert db.session.scalar(select(func.count()).select_from(Reading)) == 0
     assert units(db, device) == {}
+
+
+@pytest.mark.parametrize(
+    ("item", "field", "words"),
+    [
+        ({"metric": "t", "value": 1, "unit": "a\nb"}, "unit", UNIT_HELP),
+        ({"metric": "Not A Metric", "value": 1}, "metric", METRIC_HELP),
+    ],
+)
+def test_a_bad_unit_or_metric_is_told_in_words_not_as_a_regular_expression(
+    client, device_headers, item, field, words
+):
+    answer = upload(client, device_headers, item)
+    assert answer.status_code == 422
+    assert answer.get_json()["error"]["fields"] == {f"readings.0.{field}": words}

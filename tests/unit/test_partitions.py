@@ -1,7 +1,7 @@
-"""Readings partitioned by UTC day on PostgreSQL (portal/services/partitions.py): days made ahead
-by the scheduler pass, any timestamp accepted (the DEFAULT partition), days dropped whole, and
-an installation's readings moved into the partitioned table by its migration without losing
-one. On SQLite all of it is a no-op on one table."""
+"""Readings partitioned by UTC week on PostgreSQL (portal/services/partitions.py): weeks made
+ahead by the scheduler pass, any timestamp accepted (the DEFAULT partition), weeks dropped whole,
+and an installation's readings moved into the partitioned table by its migrations (by day, then
+by week) without losing one. On SQLite all of it is a no-op on one table."""
 
 from datetime import UTC, date, datetime, timedelta
 
@@ -23,11 +23,11 @@ TODAY = NOW.date()
 def pg(db):
     if db.engine.dialect.name != "postgresql":
         pytest.skip("partitions are PostgreSQL's")
-    partitions.drop_days_before(datetime(9999, 1, 1, tzinfo=UTC))
+    partitions.drop_before(datetime(9999, 1, 1, tzinfo=UTC))
     db.session.commit()
     yield db
     db.session.rollback()
-    partitions.drop_days_before(datetime(9999, 1, 1, tzinfo=UTC))
+    partitions.drop_before(datetime(9999, 1, 1, tzinfo=UTC))
     db.session.commit()
 
 
@@ -39,8 +39,8 @@ def test_sqlite_keeps_one_table_and_the_pass_leaves_it_alone(db):
     if db.engine.dialect.name != "sqlite":
         pytest.skip("SQLite's side")
     assert not partitions.is_partitioned()
-    assert partitions.ensure_days(NOW) == []
-    assert partitions.drop_days_before(NOW) == {}
+    assert partitions.ensure_partitions(NOW) == []
+    assert partitions.drop_before(NOW) == {}
 
 
 def test_a_new_database_has_a_partitioned_table_that_takes_any_time(pg, device):
@@ -48,30 +48,32 @@ def test_a_new_database_has_a_partitioned_table_that_takes_any_time(pg, device):
     times = [datetime(1970, 1, 2, tzinfo=UTC), NOW, datetime(2099, 12, 31, tzinfo=UTC)]
     record_readings(device, [("t", float(i), at) for i, at in enumerate(times)], NOW)
     pg.session.commit()
-    assert rows_in("readings_default") == 3  # no day made yet: all in DEFAULT
+    assert rows_in("readings_default") == 3  # no week made yet: all in DEFAULT
     stored = pg.session.execute(_db.select(Reading.recorded_at).order_by(Reading.id)).scalars()
     assert list(stored) == times
 
 
-def test_days_are_made_ahead_once(pg):
-    made = partitions.ensure_days(NOW)
+def test_the_weeks_of_the_days_ahead_are_made_once(pg):
+    made = partitions.ensure_partitions(NOW)
     pg.session.commit()
-    wanted = [TODAY + timedelta(days=n) for n in range(-1, partitions.DAYS_AHEAD + 1)]
+    days = [TODAY + timedelta(days=n) for n in range(-1, partitions.DAYS_AHEAD + 1)]
+    wanted = sorted({partitions.week_of(d) for d in days})
+    assert len(wanted) in (2, 3)
     assert made == [partitions.partition_name(d) for d in wanted]
-    assert sorted(partitions.day_partitions()) == wanted
-    assert partitions.ensure_days(NOW) == []
+    assert sorted(partitions.week_partitions()) == wanted
+    assert partitions.ensure_partitions(NOW) == []
 
 
-def test_making_a_day_moves_its_readings_out_of_the_default_partition(pg, device):
+def test_making_a_week_moves_its_readings_out_of_the_default_partition(pg, device):
     tomorrow = NOW + timedelta(days=1)
     record_readings(device, [("t", 1.0, tomorrow), ("t", 2.0, NOW + timedelta(days=30))], NOW)
     pg.session.commit()
     ids = set(pg.session.execute(_db.select(Reading.id)).scalars())
-    partitions.ensure_days(NOW)
+    partitions.ensure_partitions(NOW)
     pg.session.commit()
     name = partitions.partition_name(tomorrow.date())
     assert rows_in(name) == 1
-    assert rows_in("readings_default") == 1  # the day a month ahead is not made yet
+    assert rows_in("readings_default") == 1  # the week a month ahead is not made yet
     assert set(pg.session.execute(_db.select(Reading.id)).scalars()) == ids
     # New readings of that day go straight to its partition.
     record_readings(device, [("t", 3.0, tomorrow + timedelta(hours=1))], NOW)
@@ -79,26 +81,29 @@ def test_making_a_day_moves_its_readings_out_of_the_default_partition(pg, device
     assert rows_in(name) == 2
 
 
-def test_dropping_days_removes_exactly_the_expired_days(pg, device):
-    partitions.ensure_days(NOW, ahead=0, behind=3)
+def test_dropping_weeks_removes_exactly_the_expired_weeks(pg, device):
+    partitions.ensure_partitions(NOW, ahead=0, behind=21)
     record_readings(
         device,
-        [("t", float(n), NOW - timedelta(days=n)) for n in range(4)]
+        [("t", float(n), NOW - timedelta(days=7 * n)) for n in range(4)]
         + [("t", 9.0, NOW - timedelta(days=400))],
         NOW,
     )
     pg.session.commit()
-    cutoff = datetime.combine(TODAY - timedelta(days=1), datetime.min.time(), tzinfo=UTC)
-    dropped = partitions.drop_days_before(cutoff)
+    # Last week's Monday: the weeks before it have ended.
+    last_week = partitions.week_of(TODAY - timedelta(days=7))
+    cutoff = datetime.combine(last_week, datetime.min.time(), tzinfo=UTC)
+    dropped = partitions.drop_before(cutoff)
     pg.session.commit()
-    assert dropped == {partitions.partition_name(TODAY - timedelta(days=n)): 1 for n in (3, 2)}
+    assert dropped == {partitions.partition_name(TODAY - timedelta(days=7 * n)): 1 for n in (3, 2)}
     values = sorted(pg.session.execute(_db.select(Reading.value)).scalars())
     assert values == [0.0, 1.0, 9.0]  # the DEFAULT partition's old row is retention's
 
 
-def test_the_scheduler_pass_makes_the_days_ahead(pg):
+def test_the_scheduler_pass_makes_the_weeks_ahead(pg):
     tick(NOW)
-    assert TODAY + timedelta(days=partitions.DAYS_AHEAD) in partitions.day_partitions()
+    ahead = TODAY + timedelta(days=partitions.DAYS_AHEAD)
+    assert partitions.week_of(ahead) in partitions.week_partitions()
 
 
 # ---- the migration -----------------------------------------------------------------------------
@@ -146,16 +151,28 @@ def test_the_migration_moves_every_reading_and_back(empty_database, tmp_path):
                 {"v": float(n), "at": at},
             )
         before = conn.execute(text("SELECT * FROM readings ORDER BY id")).all()
-    _run(app, "upgrade")
+    three_days_ago = (today - timedelta(days=3)).date()
+    _run(app, "upgrade", "c0ffee000022")  # by day, as installations had it for a while
     with engine.begin() as conn:
         assert conn.execute(text("SELECT * FROM readings ORDER BY id")).all() == before
         kind = conn.execute(text("SELECT relkind FROM pg_class WHERE relname = 'readings'"))
         assert kind.scalar_one() == "p"
         assert conn.execute(text("SELECT count(*) FROM readings_default")).scalar_one() == 6
-        day = conn.execute(
-            text(f"SELECT count(*) FROM readings_p{(today - timedelta(days=3)):%Y%m%d}")
-        )
+        day = conn.execute(text(f"SELECT count(*) FROM readings_p{three_days_ago:%Y%m%d}"))
         assert day.scalar_one() == 3
+    _run(app, "upgrade")  # by week
+    same_week = sum(
+        3 for at in times if partitions.week_of(at.date()) == partitions.week_of(three_days_ago)
+    )
+    with engine.begin() as conn:
+        assert conn.execute(text("SELECT * FROM readings ORDER BY id")).all() == before
+        assert conn.execute(text("SELECT count(*) FROM readings_default")).scalar_one() == 6
+        week = conn.execute(
+            text(f"SELECT count(*) FROM {partitions.partition_name(three_days_ago)}")
+        )
+        assert week.scalar_one() == same_week
+        days = conn.execute(text("SELECT count(*) FROM pg_class WHERE relname ~ '^readings_p'"))
+        assert days.scalar_one() == 0
         new_id = conn.execute(
             text(
                 "INSERT INTO readings (device_id, metric, value, recorded_at) "
@@ -166,6 +183,11 @@ def test_the_migration_moves_every_reading_and_back(empty_database, tmp_path):
         before.append(
             conn.execute(text("SELECT * FROM readings WHERE id = :i"), {"i": new_id}).one()
         )
+    _run(app, "downgrade", "c0ffee000022")  # back to days
+    with engine.begin() as conn:
+        assert conn.execute(text("SELECT * FROM readings ORDER BY id")).all() == before
+        day = conn.execute(text(f"SELECT count(*) FROM readings_p{three_days_ago:%Y%m%d}"))
+        assert day.scalar_one() == 3
     _run(app, "downgrade", "c0ffee000019")
     with engine.begin() as conn:
         assert conn.execute(text("SELECT * FROM readings ORDER BY id")).all() == before
@@ -176,48 +198,53 @@ def test_the_migration_moves_every_reading_and_back(empty_database, tmp_path):
         _db.engine.dispose()
 
 
-def test_partition_names_are_the_utc_day():
-    assert partitions.partition_name(date(2026, 1, 9)) == "readings_p20260109"
+def test_partition_names_are_the_weeks_monday():
+    # Friday 9 January 2026 is in the week from Monday the 5th.
+    assert partitions.partition_name(date(2026, 1, 9)) == "readings_w20260105"
+    assert partitions.partition_name(date(2026, 1, 5)) == "readings_w20260105"
+    assert partitions.partition_name(date(2026, 1, 4)) == "readings_w20251229"
 
 
-def test_retention_drops_whole_days_past_every_devices_retention(pg, device, other_device):
+def test_retention_drops_whole_weeks_past_every_devices_retention(pg, device, other_device):
     from portal.services import retention
 
-    partitions.ensure_days(NOW, ahead=0, behind=12)
-    record_readings(device, [("t", float(n), NOW - timedelta(days=n)) for n in range(12)], NOW)
+    partitions.ensure_partitions(NOW, ahead=0, behind=40)
+    record_readings(device, [("t", float(n), NOW - timedelta(days=n)) for n in range(40)], NOW)
     record_readings(other_device, [("t", 1.0, NOW - timedelta(days=11))], NOW)
     other_device.readings_retention_days = 5  # keeps less: its old rows go row by row
     pg.session.commit()
     policy = retention.Policy(readings_days=8, commands_days=0, audit_days=0, rollups_days=0)
     purged = retention.purge(NOW, policy, budget_seconds=10)
     pg.session.expire_all()
-    days = partitions.day_partitions()
-    # Days ending 8 or more days ago went whole; the 8th day back holds readings still kept.
-    assert min(days) == TODAY - timedelta(days=8)
+    weeks = partitions.week_partitions()
+    # The weeks that ended 8 or more days ago went whole; the week that holds the cutoff
+    # stays, its expired readings deleted row by row.
+    assert min(weeks) == partitions.week_of(TODAY - timedelta(days=8))
     kept = pg.session.execute(_db.select(Reading.device_id, Reading.value)).all()
     assert sorted(v for d, v in kept if d == device.id) == [float(n) for n in range(9)]
     assert [v for d, v in kept if d == other_device.id] == []
-    assert purged.readings == 3 + 1  # 3 of device's readings in dropped days, 1 by steps
+    assert purged.readings == 31 + 1
 
 
-def test_a_device_that_keeps_readings_forever_keeps_every_day(pg, device, other_device):
+def test_a_device_that_keeps_readings_forever_keeps_every_week(pg, device, other_device):
     from portal.services import retention
 
-    partitions.ensure_days(NOW, ahead=0, behind=12)
+    partitions.ensure_partitions(NOW, ahead=0, behind=12)
     record_readings(device, [("t", 1.0, NOW - timedelta(days=11))], NOW)
     record_readings(other_device, [("t", 2.0, NOW - timedelta(days=11))], NOW)
     device.readings_retention_days = 0
     pg.session.commit()
     policy = retention.Policy(readings_days=8, commands_days=0, audit_days=0, rollups_days=0)
     purged = retention.purge(NOW, policy, budget_seconds=10)
-    assert len(partitions.day_partitions()) == 13
+    weeks = {partitions.week_of(TODAY - timedelta(days=n)) for n in range(13)}
+    assert set(partitions.week_partitions()) == weeks
     assert purged.readings == 1  # the other device's, row by row
     values = pg.session.execute(_db.select(Reading.value)).scalars().all()
     assert values == [1.0]
 
 
-def test_a_day_waits_for_a_busy_table_only_briefly_and_comes_next_pass(pg, app):
-    """Another session holds the DEFAULT partition (a long report): making a day gives up after
+def test_a_week_waits_for_a_busy_table_only_briefly_and_comes_next_pass(pg, app):
+    """Another session holds the DEFAULT partition (a long report): making a week gives up after
     the lock timeout instead of queueing uploads behind it, and the next pass makes it."""
     import time
 
@@ -229,11 +256,11 @@ def test_a_day_waits_for_a_busy_table_only_briefly_and_comes_next_pass(pg, app):
     other.execute(text(f"LOCK TABLE {partitions.DEFAULT} IN EXCLUSIVE MODE"))
     try:
         started = time.monotonic()
-        assert partitions.make_day(TODAY) is None
+        assert partitions.make_week(TODAY) is None
         assert time.monotonic() - started < partitions.LOCK_TIMEOUT_MS / 1000 + 3
     finally:
         blocker.rollback()
         other.close()
         engine.dispose()
-    assert partitions.make_day(TODAY) == partitions.partition_name(TODAY)
-    assert TODAY in partitions.day_partitions()
+    assert partitions.make_week(TODAY) == partitions.partition_name(TODAY)
+    assert partitions.week_of(TODAY) in partitions.week_partitions()

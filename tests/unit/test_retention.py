@@ -276,6 +276,24 @@ def test_an_alert_outlives_the_command_it_queued(db, operator, device):
     assert kept_commands(db) == set()
 
 
+@pytest.mark.parametrize("column", ["raise_command_id", "clear_command_id"])
+def test_a_deleted_commands_alerts_are_found_by_index_not_by_reading_them_all(db, column):
+    """Deleting a command sets its alerts' reference to NULL: SQLite's foreign key action (and
+    PostgreSQL's) looks them up by the column, which without an index reads every alert for
+    every command that retention deletes."""
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("a SQLite query plan")
+    plan = " ".join(
+        row[3]
+        for row in db.session.execute(
+            text(f"EXPLAIN QUERY PLAN UPDATE alerts SET {column} = NULL WHERE {column} = 1")
+        )
+    )
+    assert f"USING COVERING INDEX ix_alerts_{column}" in plan or (
+        f"USING INDEX ix_alerts_{column}" in plan
+    ), plan
+
+
 def test_commands_retention_of_zero_keeps_ended_commands(db, device):
     kept = command(device, CommandStatus.failed, 5000 * DAY, 5000 * DAY)
     purge(retention.Policy(90, 0, 730))
