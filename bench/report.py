@@ -607,17 +607,24 @@ def chart(results: dict, path: Path) -> Path:
         ax.set_xlabel(
             "measured ÷ budget (inverted for ≥ budgets); ≤ 1 meets it; capped at 3", fontsize=7
         )
+    meta = results["meta"]
+    title = (
+        f"make bench {meta['started_at'][:16]} UTC, commit {meta.get('commit', '')} — "
+        f"{meta['server']}, {meta['cpus']} cores"
+    )
+    return _finish(fig, axes, names, title, path)
+
+
+def _finish(fig, axes, names: list[str], title: str, path: Path) -> Path:
+    """Label the rows (top to bottom), title the figure and write it whole to ``path``."""
+    import matplotlib.pyplot as plt
+
     axes[0][0].set_yticks(range(len(names)), names, fontsize=7)
     axes[0][0].invert_yaxis()
-    meta = results["meta"]
-    fig.suptitle(
-        f"make bench {meta['started_at'][:16]} UTC, commit {meta.get('commit', '')} — "
-        f"{meta['server']}, {meta['cpus']} cores",
-        fontsize=9,
-    )
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")  # the longest budget names fit
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # the longest row names fit
     plt.close(fig)
     return path
 
@@ -704,16 +711,9 @@ def growth_chart(results: dict, path: Path) -> Path | None:
             )
         ax.set_title(title, fontsize=9)
         ax.set_xlabel(f"p50 ms: grey {small}, blue {big} readings; red: the budget", fontsize=7)
-    axes[0][0].set_yticks(range(len(names)), names, fontsize=7)
-    axes[0][0].invert_yaxis()
     meta = results["meta"]
-    fig.suptitle(
+    title = (
         f"make bench --growth: {small} vs {big} readings, {meta['started_at'][:16]} UTC, "
-        f"commit {meta.get('commit', '')}, {meta['cpus']} cores",
-        fontsize=9,
+        f"commit {meta.get('commit', '')}, {meta['cpus']} cores"
     )
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return _finish(fig, axes, names, title, path)
