@@ -322,7 +322,7 @@ class ReadingView(KeysetListMixin, DeviceNameMixin, SecureModelView):
     column_filters = ("device.name", "metric", "recorded_at")
     # Only orders an index serves (see CommandView); the filters pick a metric. Newest
     # measured first: on PostgreSQL the readings are partitioned by that time, so a page reads
-    # the newest day's partition alone, where an order by id would merge every day's.
+    # the newest week's partition alone, where an order by id would merge every week's.
     column_sortable_list = ("id", "recorded_at")
     column_default_sort = ("recorded_at", True)
     column_formatters = {"device": _device_cell}
