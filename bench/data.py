@@ -110,11 +110,6 @@ class Sizes:
         same fleet at the same rate, months on: 10,000,000 readings span 70 days)."""
         return READINGS_SPAN * max(1.0, self.readings / 1_000_000)
 
-    @property
-    def busy_device_readings(self) -> int:
-        """Device 1 holds a tenth of the readings (all within the last 7 days) and commands."""
-        return self.readings // 10
-
 
 def sqlite_ts(value: datetime) -> str:
     """SQLAlchemy's SQLite DATETIME text for a UTC instant (always with microseconds)."""

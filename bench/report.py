@@ -275,8 +275,7 @@ def _growth_budgets(db: str, s: dict, info: dict) -> list[dict]:
         before, after = s.get(f"{name}_base"), s.get(f"{name}_grown")
         if before is None or after is None:
             continue
-        limit = DEVICE_PAGE_P50_MS if name.startswith("device_page") else PAGE_P50_MS
-        rows.append(_budget(db, f"{label}: p50 {at}", _p50_ms(after), limit, "ms"))
+        rows.append(_budget(db, f"{label}: p50 {at}", _p50_ms(after), _page_limit(name), "ms"))
         rows.append(
             _budget(
                 db,
@@ -301,6 +300,11 @@ def _growth_budgets(db: str, s: dict, info: dict) -> list[dict]:
             )
         )
     return rows
+
+
+def _page_limit(name: str) -> float:
+    """The p50 budget of a page scenario: the device page's, or a list page's."""
+    return DEVICE_PAGE_P50_MS if name.startswith("device_page") else PAGE_P50_MS
 
 
 def _count(value: int) -> str:
@@ -639,13 +643,19 @@ def _growth_pairs(results: dict) -> list[tuple[str, str, dict, dict]]:
     ]
 
 
+def _growth_sizes(results: dict) -> tuple[str, str]:
+    """The readings of the base and the grown data set, as "1 M" and "10 M"."""
+    info = next(i for i in results["databases"].values() if "grown_sizes" in i)
+    small, big = (_count(x["readings"]) for x in (info["sizes"], info["grown_sizes"]))
+    return small, big
+
+
 def growth_table(results: dict) -> str:
     """The 1 M / 10 M comparison as a Markdown table (the README's), or "" without it."""
     pairs = _growth_pairs(results)
     if not pairs:
         return ""
-    info = next(i for i in results["databases"].values() if "grown_sizes" in i)
-    small, big = (_count(x["readings"]) for x in (info["sizes"], info["grown_sizes"]))
+    small, big = _growth_sizes(results)
     lines = [
         f"| scenario | database | {small} | {big} | growth |",
         "|---|---|---:|---:|---:|",
@@ -665,7 +675,8 @@ def growth_table(results: dict) -> str:
 def growth_chart(results: dict, path: Path) -> Path | None:
     """Side by side per database: each page's p50 at the base size and grown, with the page
     budget; ingest in the title. None when the run had no growth comparison."""
-    pairs = [p for p in _growth_pairs(results) if "rows_per_s" not in p[2]]
+    every = _growth_pairs(results)
+    pairs = [p for p in every if "rows_per_s" not in p[2]]
     if not pairs:
         return None
     import matplotlib
@@ -673,8 +684,7 @@ def growth_chart(results: dict, path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    info = next(i for i in results["databases"].values() if "grown_sizes" in i)
-    small, big = (_count(x["readings"]) for x in (info["sizes"], info["grown_sizes"]))
+    small, big = _growth_sizes(results)
     dbs = list(dict.fromkeys(p[0] for p in pairs))
     names = list(dict.fromkeys(p[1] for p in pairs))
     fig, axes = plt.subplots(
@@ -684,14 +694,14 @@ def growth_chart(results: dict, path: Path) -> Path | None:
         sharey=True,
         squeeze=False,
     )
-    ingest = {p[0]: p for p in _growth_pairs(results) if "rows_per_s" in p[2]}
+    ingest = {p[0]: p for p in every if "rows_per_s" in p[2]}
     for ax, db in zip(axes[0], dbs, strict=False):
         mine = {p[1]: p for p in pairs if p[0] == db}
         for i, name in enumerate(names):
             if name not in mine:
                 continue
             _, _, before, after = mine[name]
-            limit = DEVICE_PAGE_P50_MS if name.startswith("device_page") else PAGE_P50_MS
+            limit = _page_limit(name)
             for shift, figures, color in ((-0.2, before, "#90a4ae"), (0.2, after, "#1565c0")):
                 ax.barh(i + shift, _p50_ms(figures), height=0.38, color=color)
             ax.text(

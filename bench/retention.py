@@ -41,7 +41,7 @@ def load_day(
     database: Database, plan: RetentionPlan, devices: int, now: datetime, instance: Path
 ) -> dict:
     """Insert the expired day: ``plan.minutes`` readings for each of the first devices,
-    ending a day past the retention, on PostgreSQL into its day partitions (made first, as
+    ending a day past the retention, on PostgreSQL into its week partitions (made first, as
     the scheduler pass made them when the day was today). Returns how many and how long it
     took."""
     fleet = min(plan.devices, devices)

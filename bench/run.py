@@ -228,9 +228,7 @@ def _pages(
     server, database, cookie, sizes: Sizes, device: int, args: dict, timing, add, suffix: str
 ) -> None:
     for endpoint, rows in (("readings", sizes.readings), ("commands", sizes.commands)):
-        value = (
-            str(device) if args[endpoint].endswith("device_id_equals") else f"bench-{device:05d}"
-        )
+        value = _filter_value(args[endpoint], device)
         pages = sc.list_pages(database, endpoint, rows, value, args[endpoint])
         for page in sc.LIST_PAGES:
             figures = sc.page_scenario(server, cookie, pages[page], timing)
@@ -239,10 +237,19 @@ def _pages(
             add(f"{endpoint}_{page}{suffix}", figures, path=pages[page])
 
 
+def _filter_value(arg: str, device: int) -> str:
+    """What the list's device filter ``arg`` takes for ``device``: its id or its name."""
+    return str(device) if arg.endswith("device_id_equals") else f"bench-{device:05d}"
+
+
+def _device_path(device: int, key: str) -> str:
+    return f"/admin/devices/details/?id={device}&range={key}"
+
+
 def _device_pages(server, cookie: str, device: int, timing, add, suffix: str) -> None:
     """The busy device's page with each chart range (raw readings or roll-ups)."""
     for key in sc.DEVICE_RANGES:
-        path = f"/admin/devices/details/?id={device}&range={key}"
+        path = _device_path(device, key)
         add(f"device_page_{key}{suffix}", sc.page_scenario(server, cookie, path, timing), path=path)
 
 
@@ -311,7 +318,7 @@ def _grown(
         def page(endpoint: str, which: str):
             def measure(side: _Side, server: Gunicorn) -> tuple[dict, str]:
                 rows = getattr(side.sizes, endpoint)
-                value = "1" if args[endpoint].endswith("device_id_equals") else "bench-00001"
+                value = _filter_value(args[endpoint], 1)
                 path = sc.list_pages(side.database, endpoint, rows, value, args[endpoint])[which]
                 return sc.page_scenario(server, cookies[side.suffix], path, timing), path
 
@@ -319,7 +326,7 @@ def _grown(
 
         def device_page(key: str):
             def measure(side: _Side, server: Gunicorn) -> tuple[dict, str]:
-                path = f"/admin/devices/details/?id=1&range={key}"
+                path = _device_path(1, key)
                 return sc.page_scenario(server, cookies[side.suffix], path, timing), path
 
             return measure
